@@ -1,0 +1,1 @@
+"""Built-in backbones; each module registers its entries on import."""

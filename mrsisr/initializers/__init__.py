@@ -1,0 +1,1 @@
+"""Built-in initializers; each module registers its entries on import."""

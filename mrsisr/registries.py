@@ -1,0 +1,41 @@
+"""The registries of mrsisr, one per role.
+
+| registry | role | entry-point group |
+|---|---|---|
+| `INITIALIZERS` | produce the starting image at the truncation step (Gaussian, GAN, flow) | `mrsisr.initializers` |
+| `BACKBONES` | networks: denoising UNet, MUNet, flows, discriminators | `mrsisr.backbones` |
+| `SAMPLERS` | reverse-diffusion samplers (ancestral, respaced, DPM-Solver++) | `mrsisr.samplers` |
+| `CONDITIONING` | how a network is conditioned on (t, s): CIN, AdaGN, filter scaling | `mrsisr.conditioning` |
+| `SCHEDULES` | noise schedules (cosine) | `mrsisr.schedules` |
+| `PIPELINES` | how parts are wired into a super-resolution method | `mrsisr.pipelines` |
+| `RECIPES` | the declarative methods of the zoo (`zoo/*.toml`) | `mrsisr.recipes` |
+
+Built-ins register themselves when their package is imported; the registry imports the package
+on its first lookup.
+"""
+
+from __future__ import annotations
+
+from mrsisr.registry import Registry
+
+INITIALIZERS: Registry = Registry("initializers", locations=["mrsisr.initializers"])
+BACKBONES: Registry = Registry("backbones", locations=["mrsisr.backbones"])
+SAMPLERS: Registry = Registry("samplers", locations=["mrsisr.samplers"])
+CONDITIONING: Registry = Registry("conditioning", locations=["mrsisr.conditioning"])
+SCHEDULES: Registry = Registry("schedules", locations=["mrsisr.schedules"])
+PIPELINES: Registry = Registry("pipelines", locations=["mrsisr.pipeline"])
+
+
+def _populate_recipes(reg: Registry) -> None:
+    from mrsisr.recipes import register_zoo
+
+    register_zoo(reg)
+
+
+RECIPES: Registry = Registry("recipes", populate=_populate_recipes)
+
+ROLES: dict[str, Registry] = {
+    r.role: r
+    for r in (INITIALIZERS, BACKBONES, SAMPLERS, CONDITIONING, SCHEDULES, PIPELINES, RECIPES)
+}
+"""All registries by role name, in the order `mrsisr list` shows them."""

@@ -1,0 +1,1 @@
+"""Built-in samplers; each module registers its entries on import."""

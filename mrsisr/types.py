@@ -1,0 +1,204 @@
+"""Data containers and the contracts between parts.
+
+The data path is one straight line:
+
+```text
+dataset -> Batch(x0, Condition) -> initializer -> x_start at t_start -> sampler(denoiser) -> x0_hat -> metrics
+```
+
+Conventions used everywhere in mrsisr:
+
+- Maps are `(B, 1, 64, 64)` float tensors, each divided by its own maximum (values in [0, 1]).
+- Timesteps follow the paper: `t` runs from 1 to `T`; `x_0` is the clean map and
+  `x_t = sqrt(gamma_t) x_0 + sqrt(1 - gamma_t) eps` (SPEC §3). `t_start = T` is plain DDPM,
+  `t_start = T_trunc` (100) a truncated chain whose start comes from an initializer.
+- Everything a model produces is multiplied by the quality mask `cond.mask`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:  # keep `import mrsisr.types` free of torch for the fast CLI paths
+    import torch
+    from torch import Tensor
+
+
+@dataclass
+class Condition:
+    """Everything a super-resolution model sees besides the noisy image.
+
+    Attributes:
+        mask: Quality mask `M`, shape `(B, 1, H, W)`, 1 where the map is valid.
+        lr: Low-resolution map on the high-resolution grid (k-space truncated), `(B, 1, H, W)`.
+        t1: T1-weighted MRI resampled to the map grid and divided by its maximum, `(B, 1, H, W)`.
+        flair: FLAIR MRI, like `t1`, `(B, 1, H, W)`.
+        scale: Upscaling factor `s = 64 / L` per sample, shape `(B,)`.
+    """
+
+    mask: Tensor
+    lr: Tensor
+    t1: Tensor
+    flair: Tensor
+    scale: Tensor
+
+    @property
+    def batch_size(self) -> int:
+        """Number of samples in the batch."""
+        return int(self.mask.shape[0])
+
+    def channels(self, *, mask: bool = True, mri: bool = True) -> Tensor:
+        """Concatenate the image conditions along channels.
+
+        Args:
+            mask: Include the mask channel (the Table 3 ablation drops it).
+            mri: Include the T1 and FLAIR channels (the Table 3 ablation drops them).
+
+        Returns:
+            `(B, C, H, W)` with channels in the order mask, LR, T1, FLAIR (C = 4 with all).
+        """
+        import torch
+
+        parts = ([self.mask] if mask else []) + [self.lr] + ([self.t1, self.flair] if mri else [])
+        return torch.cat(parts, dim=1)
+
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> Condition:
+        """Return a copy on another device and/or floating dtype (the mask keeps its values).
+
+        Args:
+            device: Target device.
+            dtype: Target floating dtype, or `None` to keep.
+
+        Returns:
+            The moved condition.
+        """
+        return Condition(**{f.name: getattr(self, f.name).to(device=device, dtype=dtype) for f in fields(self)})
+
+    def repeat(self, n: int) -> Condition:
+        """Repeat every sample `n` times (sample-major: s0, s0, ..., s1, s1, ...).
+
+        Args:
+            n: Copies per sample, e.g. to draw several posterior samples at once.
+
+        Returns:
+            A condition with batch size `B * n`.
+        """
+        return Condition(**{f.name: getattr(self, f.name).repeat_interleave(n, dim=0) for f in fields(self)})
+
+    def __getitem__(self, index: Any) -> Condition:
+        return Condition(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
+
+
+@dataclass
+class Batch:
+    """A batch of high-resolution maps with their conditions and bookkeeping.
+
+    Attributes:
+        x0: Target maps divided by their maximum, `(B, 1, H, W)`, zero outside the mask.
+        cond: The conditions of each map.
+        max_value: Each map's maximum before normalisation, `(B,)`; metrics are computed after
+            multiplying back by it (SPEC §2).
+        metabolite: Metabolite name of each map.
+        subject: Subject identifier of each map.
+        slice_index: Slice index of each map within its subject volume, `(B,)`.
+    """
+
+    x0: Tensor
+    cond: Condition
+    max_value: Tensor
+    metabolite: list[str] = field(default_factory=list)
+    subject: list[str] = field(default_factory=list)
+    slice_index: Tensor | None = None
+
+    def to(self, device: torch.device | str | None = None) -> Batch:
+        """Return a copy with every tensor on `device`.
+
+        Args:
+            device: Target device.
+
+        Returns:
+            The moved batch.
+        """
+        return replace(
+            self,
+            x0=self.x0.to(device),
+            cond=self.cond.to(device),
+            max_value=self.max_value.to(device),
+            slice_index=None if self.slice_index is None else self.slice_index.to(device),
+        )
+
+
+@runtime_checkable
+class Schedule(Protocol):
+    """A discrete variance-preserving noise schedule in the paper's indexing.
+
+    `betas[t]` and `gammas[t]` are float64 tensors of length `T + 1` indexed by the paper's `t`,
+    with `betas[0] = 0` and `gammas[0] = 1` (so `x_0` is the clean map).
+    """
+
+    T: int
+    betas: Tensor
+    gammas: Tensor
+
+    def q_sample(self, x0: Tensor, t: Tensor, noise: Tensor) -> Tensor:
+        """Draw `x_t ~ q(x_t | x_0)` for per-sample integer `t` of shape `(B,)`."""
+        ...
+
+
+@runtime_checkable
+class Denoiser(Protocol):
+    """A network that predicts the noise `eps` in `x_t`.
+
+    Called as `denoiser(x_t, t, cond)` with `x_t` `(B, 1, H, W)`, `t` `(B,)` integer timesteps in
+    1..T, and a [`Condition`][mrsisr.types.Condition]; returns `eps` `(B, 1, H, W)`.
+    """
+
+    def __call__(self, x_t: Tensor, t: Tensor, cond: Condition) -> Tensor: ...
+
+
+@runtime_checkable
+class Sampler(Protocol):
+    """A reverse-diffusion sampler that starts from any image at any timestep.
+
+    Called as `sampler(denoiser, x_start, t_start, cond, schedule, generator=None)`: `x_start` is
+    the image at timestep `t_start` (pure noise for DDPM with `t_start = T`, an initializer's output
+    for truncated models). Returns the final masked, clamped `x_0` estimate `(B, 1, H, W)`.
+    """
+
+    def __call__(
+        self,
+        denoiser: Denoiser,
+        x_start: Tensor,
+        t_start: int,
+        cond: Condition,
+        schedule: Schedule,
+        *,
+        generator: torch.Generator | None = None,
+    ) -> Tensor: ...
+
+    def nfe(self, t_start: int) -> int:
+        """Number of denoiser evaluations one call makes when starting at `t_start`."""
+        ...
+
+
+@runtime_checkable
+class Initializer(Protocol):
+    """Produces the starting image `x_{t_start}` of a (truncated) reverse chain.
+
+    `nfe` is the number of network evaluations per sample (0 for Gaussian noise, 1 for a GAN
+    generator or a flow).
+    """
+
+    nfe: int
+
+    def sample(
+        self,
+        cond: Condition,
+        t_start: int,
+        schedule: Schedule,
+        *,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """Return `x_{t_start}` for every sample of `cond`, masked, `(B, 1, H, W)`."""
+        ...
