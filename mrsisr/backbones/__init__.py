@@ -1,1 +1,2 @@
 """Built-in backbones; each module registers its entries on import."""
+from mrsisr.backbones import flownet  # noqa: F401
