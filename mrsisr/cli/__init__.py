@@ -1,0 +1,88 @@
+"""The `mrsisr` command line.
+
+Every subcommand turns a user error ([`MrsisrError`][mrsisr.errors.MrsisrError]) into one line on
+standard error and exit code 2, with no traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from typing import Any
+
+import typer
+from typer.core import TyperGroup
+
+from mrsisr.errors import MrsisrError
+
+
+def print_error(message: object) -> None:
+    """Print a user-facing error as a single line on standard error.
+
+    Args:
+        message: The error or message to print.
+    """
+    text = " ".join(str(message).split())
+    print(f"error: {text}", file=sys.stderr, flush=True)
+
+
+class _Group(TyperGroup):
+    """Typer group that reports mrsisr's user errors as one line and exit code 2."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except MrsisrError as exc:
+            print_error(exc)
+            raise typer.Exit(2) from None
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
+    from mrsisr.registry import PluginWarning
+
+    if issubclass(category, PluginWarning):
+        print(f"warning: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
+    else:
+        _default_showwarning(message, category, filename, lineno, file, line)
+
+
+_default_showwarning = warnings.showwarning
+
+app = typer.Typer(
+    cls=_Group,
+    name="mrsisr",
+    help="Super-resolution of MR spectroscopic imaging with deep generative models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+    rich_markup_mode="rich",
+)
+
+
+@app.callback()
+def _root() -> None:
+    """Super-resolution of MR spectroscopic imaging with deep generative models."""
+    warnings.showwarning = _show_warning
+
+
+def _register_commands() -> None:
+    from mrsisr.cli import zoo
+
+    zoo.register(app)
+    try:
+        from mrsisr.cli import data
+    except ImportError:  # the data commands arrive with mrsisr.data
+        pass
+    else:
+        app.add_typer(data.app, name="data")
+
+
+_register_commands()
+
+
+def main() -> None:
+    """Console-script entry point (`mrsisr`)."""
+    app(prog_name="mrsisr")
+
+
+__all__ = ["app", "main", "print_error"]

@@ -1,0 +1,139 @@
+"""Pipelines: how the parts of a recipe are wired into a super-resolution method.
+
+A pipeline only wires. [`DiffusionPipeline`][mrsisr.pipeline.DiffusionPipeline] covers DDPM,
+respaced DDPM, DPM-Solver++, TDPM, FTDDM and every hybrid: an initializer produces `x_{t_start}`
+and a sampler runs the reverse chain from there. Truncation is nothing more than `t_start < T`.
+
+Every pipeline exposes `sample(cond, generator=None)`, `nfe` and `parts()`; the helpers
+[`pipeline_parts`][mrsisr.pipeline.pipeline_parts] and
+[`count_parameters`][mrsisr.pipeline.count_parameters] turn `parts()` into the parameter table
+of the paper's Table 1.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from mrsisr.registries import PIPELINES
+from mrsisr.types import Condition, Denoiser, Initializer, Sampler, Schedule
+
+
+@PIPELINES.register("diffusion")
+class DiffusionPipeline(nn.Module):
+    """Initializer, then a (possibly truncated) reverse-diffusion chain: DDPM, TDPM, FTDDM and hybrids.
+
+    Args:
+        schedule: The noise schedule the denoiser was trained with.
+        initializer: Produces `x_{t_start}` (Gaussian noise, a GAN generator, a flow).
+        denoiser: The ε-predicting network.
+        sampler: Runs the reverse chain from `t_start` down to 0.
+        t_start: Timestep the chain starts at; `None` means `schedule.T` (plain DDPM). With a
+            truncated model this is `T_trunc` and also the largest timestep trained on.
+    """
+
+    def __init__(
+        self,
+        schedule: Schedule,
+        initializer: Initializer,
+        denoiser: Denoiser,
+        sampler: Sampler,
+        t_start: int | None = None,
+    ) -> None:
+        super().__init__()
+        t_start = schedule.T if t_start is None else int(t_start)
+        if not 1 <= t_start <= schedule.T:
+            raise ValueError(f"t_start must be in [1, {schedule.T}], got {t_start}")
+        self.schedule = schedule
+        self.initializer = initializer
+        self.denoiser = denoiser
+        self.sampler = sampler
+        self.t_start = t_start
+
+    @property
+    def nfe(self) -> int:
+        """Network evaluations per sample: the initializer's plus the sampler's."""
+        return int(self.initializer.nfe) + int(self.sampler.nfe(self.t_start))
+
+    @torch.no_grad()
+    def sample(self, cond: Condition, generator: torch.Generator | None = None) -> Tensor:
+        """Super-resolve a batch: draw `x_{t_start}` from the initializer, then run the sampler.
+
+        Args:
+            cond: Conditions of the batch (mask, LR, T1, FLAIR, scale).
+            generator: Optional random generator for reproducible samples.
+
+        Returns:
+            `x0` estimates `(B, 1, H, W)`, masked and clamped to [0, 1].
+        """
+        x_start = self.initializer.sample(cond, self.t_start, self.schedule, generator=generator)
+        return self.sampler(
+            self.denoiser, x_start, self.t_start, cond, self.schedule, generator=generator
+        )
+
+    def forward(self, cond: Condition, generator: torch.Generator | None = None) -> Tensor:
+        """Same as [`sample`][mrsisr.pipeline.DiffusionPipeline.sample].
+
+        Args:
+            cond: Conditions of the batch.
+            generator: Optional random generator.
+
+        Returns:
+            `x0` estimates `(B, 1, H, W)`.
+        """
+        return self.sample(cond, generator=generator)
+
+    def parts(self) -> dict[str, tuple[nn.Module, bool]]:
+        """Return the networks of this pipeline and whether Table 1 counts them.
+
+        Returns:
+            Part name → (module, counted). The denoiser is `denoiser`; the initializer's own
+            parts (`flow`, `generator`, `discriminator`, ...) follow.
+        """
+        out: dict[str, tuple[nn.Module, bool]] = {}
+        if isinstance(self.denoiser, nn.Module):
+            out["denoiser"] = (self.denoiser, True)
+        out.update(_parts_of(self.initializer, "initializer"))
+        return out
+
+
+def _parts_of(obj: Any, default_name: str) -> dict[str, tuple[nn.Module, bool]]:
+    if hasattr(obj, "parts"):
+        return dict(obj.parts())
+    if isinstance(obj, nn.Module) and any(True for _ in obj.parameters()):
+        return {default_name: (obj, True)}
+    return {}
+
+
+def pipeline_parts(pipeline: Any) -> dict[str, tuple[nn.Module, bool]]:
+    """Return the parts of any pipeline (its own `parts()`, else the pipeline as one part).
+
+    Args:
+        pipeline: A built pipeline.
+
+    Returns:
+        Part name → (module, counted in the total).
+    """
+    return _parts_of(pipeline, "model")
+
+
+def count_parameters(pipeline: Any) -> dict[str, int]:
+    """Count parameters per part and in total, the way the paper's Table 1 counts them.
+
+    Discriminators, critics and frozen pre-networks are listed but left out of `total`.
+
+    Args:
+        pipeline: A built pipeline.
+
+    Returns:
+        `{"total": n, "<part>": n, ...}`.
+    """
+    counts: dict[str, int] = {"total": 0}
+    for name, (module, counted) in pipeline_parts(pipeline).items():
+        n = sum(p.numel() for p in module.parameters())
+        counts[name] = n
+        if counted:
+            counts["total"] += n
+    return counts

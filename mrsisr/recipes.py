@@ -1,0 +1,523 @@
+"""Declarative recipes: load, validate, override and build the methods of the zoo.
+
+A recipe is a TOML file of data only. Apart from the `[recipe]` table of metadata and the
+`[sizes.*]` overrides, every table is one registry lookup: a `type` plus keyword arguments of the
+registered class. Which registry a table uses follows from its name:
+
+| table | registry |
+|---|---|
+| `pipeline` | `PIPELINES` |
+| `schedule` | `SCHEDULES` |
+| `initializer` | `INITIALIZERS` |
+| `sampler` | `SAMPLERS` |
+| any other name (`denoiser`, `flow`, `generator`, `discriminator`, `network`, `critic`, ...) | `BACKBONES` |
+
+A table nested inside another (`[initializer.flow]`) that has a `type` is built first and passed to
+its parent as the keyword of the same name. The built top-level parts are passed to the pipeline
+class as keywords named after their tables.
+
+Sizes: the tables as written are the `paper` size; `[sizes.small.<table>]` and
+`[sizes.tiny.<table>]` override keys of those tables. An override that changes `type` replaces the
+table instead of merging into it.
+
+Examples:
+    Run FTDDM with DPM-Solver++ at 10 steps instead of the ancestral sampler:
+
+    >>> from mrsisr.recipes import load_recipe
+    >>> recipe = load_recipe("ftddm", size="tiny",
+    ...                      overrides={"sampler": {"type": "dpm_solver_pp", "steps": 10}})
+    >>> recipe.tables["sampler"]
+    {'type': 'dpm_solver_pp', 'steps': 10}
+
+    The same in TOML, in a file of your own:
+
+    ```toml
+    [recipe]
+    name = "ftddm_dpm10"
+    base = "ftddm"
+
+    [sampler]
+    type = "dpm_solver_pp"
+    steps = 10
+    ```
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import math
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mrsisr.errors import MrsisrError, RecipeError, UnknownNameError
+from mrsisr.registry import Registry
+
+SIZES = ("paper", "small", "tiny")
+"""The size variants every zoo recipe provides."""
+
+META_KEYS = {"name", "title", "description", "references", "base", "sizes", "tags"}
+"""Keys allowed in a recipe's `[recipe]` table."""
+
+_SPECIAL_SLOTS = {
+    "pipeline": "pipelines",
+    "schedule": "schedules",
+    "initializer": "initializers",
+    "sampler": "samplers",
+}
+
+
+def slot_role(table: str) -> str:
+    """Return the registry role that builds a table of the given name.
+
+    Args:
+        table: A table name such as `sampler` or `denoiser`.
+
+    Returns:
+        The role name (`samplers`, `backbones`, ...).
+    """
+    return _SPECIAL_SLOTS.get(table, "backbones")
+
+
+def zoo_dir() -> Path:
+    """Return the folder that holds the built-in recipes (`zoo/`).
+
+    Looks at `$MRSISR_ZOO`, then the copy inside an installed wheel (`mrsisr/_zoo`), then the
+    repository checkout (`<repo>/zoo`, for editable installs).
+
+    Returns:
+        The zoo folder (it may not exist if mrsisr was installed without it).
+    """
+    env = os.environ.get("MRSISR_ZOO")
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "_zoo", here.parent / "zoo"):
+        if candidate.is_dir():
+            return candidate
+    return here.parent / "zoo"
+
+
+def register_zoo(registry: Registry) -> None:
+    """Register every `*.toml` in the zoo folder under its file stem.
+
+    Args:
+        registry: The recipe registry to fill (its entries are `Path`s).
+    """
+    folder = zoo_dir()
+    if not folder.is_dir():
+        return
+    for path in sorted(folder.glob("*.toml")):
+        registry.register(path.stem, path, description=_recipe_title(path))
+
+
+def _recipe_title(path: Path) -> str:
+    try:
+        meta = _read_toml(path).get("recipe", {})
+    except RecipeError as exc:
+        return f"(unreadable: {exc})"
+    return str(meta.get("title") or meta.get("description") or path.stem)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise RecipeError(f"{path}: recipe file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise RecipeError(f"{path}: not valid TOML ({exc})") from None
+
+
+def _registries(recipe: Recipe | None = None) -> Mapping[str, Registry]:
+    if recipe is not None and recipe.registries is not None:
+        return recipe.registries
+    from mrsisr.registries import ROLES
+
+    return ROLES
+
+
+@dataclass
+class Recipe:
+    """A resolved recipe: metadata plus the part tables for one size.
+
+    Attributes:
+        name: Recipe name (file stem, or the `[recipe] name`).
+        size: The size variant the tables were resolved for.
+        source: The TOML file it came from (`None` for recipes built from a dict).
+        meta: The `[recipe]` table.
+        tables: Part tables after applying size overrides and user overrides, `type` included.
+        sizes: Every size this recipe defines.
+        registries: Role → registry used to validate and build; `None` means mrsisr's own
+            ([`ROLES`][mrsisr.registries.ROLES]).
+    """
+
+    name: str
+    size: str
+    source: Path | None
+    meta: dict[str, Any]
+    tables: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sizes: tuple[str, ...] = ("paper",)
+    registries: Mapping[str, Registry] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def where(self) -> str:
+        """How messages name this recipe: its file path, or its name."""
+        return str(self.source) if self.source is not None else f"recipe '{self.name}'"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the recipe as plain data (`[recipe]` first, then the parts).
+
+        Returns:
+            A dict that [`dumps_toml`][mrsisr.recipes.dumps_toml] turns back into TOML.
+        """
+        meta = dict(self.meta)
+        meta["name"] = self.name
+        meta["size"] = self.size
+        meta.pop("sizes", None)
+        return {"recipe": meta, **copy.deepcopy(self.tables)}
+
+    def to_toml(self) -> str:
+        """Return the fully resolved recipe as TOML text.
+
+        Returns:
+            TOML that reproduces exactly this configuration.
+        """
+        return dumps_toml(self.to_dict())
+
+    def build(self) -> Any:
+        """Build the pipeline this recipe describes, with freshly initialised weights.
+
+        Returns:
+            The pipeline object (an `nn.Module` for the built-in pipelines).
+
+        Raises:
+            RecipeError: If a component rejects its arguments; the message names the file,
+                table and component.
+        """
+        if "pipeline" not in self.tables:
+            raise RecipeError(f"{self.where}: no [pipeline] table; add one with a `type`")
+        parts = {
+            name: self._build_table(name, table, role=slot_role(name))
+            for name, table in self.tables.items()
+            if name != "pipeline"
+        }
+        return self._build_table("pipeline", self.tables["pipeline"], role="pipelines", extra=parts)
+
+    def _build_table(
+        self,
+        path: str,
+        table: Mapping[str, Any],
+        *,
+        role: str,
+        extra: Mapping[str, Any] | None = None,
+    ) -> Any:
+        kwargs: dict[str, Any] = {}
+        for key, value in table.items():
+            if key == "type":
+                continue
+            if isinstance(value, Mapping) and "type" in value:
+                kwargs[key] = self._build_table(f"{path}.{key}", value, role=slot_role(key))
+            else:
+                kwargs[key] = _to_python(value)
+        kwargs.update(extra or {})
+        target = _registries(self)[role].get(table["type"])
+        try:
+            return target(**kwargs)
+        except MrsisrError as exc:
+            raise RecipeError(f"{self.where}: [{path}] {exc}") from None
+        except (TypeError, ValueError) as exc:
+            raise RecipeError(
+                f"{self.where}: [{path}] type '{table['type']}' rejected its arguments: {exc}"
+            ) from None
+
+
+def _to_python(value: Any) -> Any:
+    # TOML arrays arrive as lists; constructors of torch modules prefer tuples for shapes.
+    if isinstance(value, list):
+        return tuple(_to_python(v) for v in value)
+    return value
+
+
+def load_recipe(
+    name_or_path: str | os.PathLike[str],
+    size: str = "paper",
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    validate: bool = True,
+    registries: Mapping[str, Registry] | None = None,
+) -> Recipe:
+    """Load a recipe by zoo name or file path, resolve a size and apply overrides.
+
+    Args:
+        name_or_path: A registered recipe name (`"ftddm"`) or a path to a TOML file.
+        size: `"paper"`, `"small"` or `"tiny"` (or another size the recipe defines).
+        overrides: Extra overrides applied after the size, either nested
+            (`{"sampler": {"steps": 10}}`) or dotted (`{"sampler.steps": 10}`). Changing a
+            table's `type` replaces that table.
+        validate: Check every table against the registries and constructor signatures.
+        registries: Role → registry to validate and build with (tests and embedding
+            applications); `None` uses mrsisr's own.
+
+    Returns:
+        The resolved [`Recipe`][mrsisr.recipes.Recipe].
+
+    Raises:
+        RecipeError: For a malformed recipe; the message names the file, table and key.
+        UnknownNameError: For an unknown recipe name (the message lists the zoo).
+    """
+    path = _locate(name_or_path)
+    data = _read_toml(path)
+    recipe = _resolve(data, path, size, seen=(path.resolve(),))
+    recipe.registries = registries
+    if overrides:
+        recipe.tables = _merge_tables(recipe.tables, _nest(overrides), where=f"{path} (overrides)")
+    if validate:
+        validate_recipe(recipe)
+    return recipe
+
+
+def _locate(name_or_path: str | os.PathLike[str]) -> Path:
+    text = os.fspath(name_or_path)
+    if text.endswith(".toml") or os.sep in text or "/" in text:
+        path = Path(text)
+        if not path.is_file():
+            raise RecipeError(f"{path}: recipe file not found")
+        return path
+    from mrsisr.registries import RECIPES
+
+    return Path(RECIPES.get(text))
+
+
+def _resolve(data: dict[str, Any], path: Path, size: str, seen: tuple[Path, ...]) -> Recipe:
+    meta = data.get("recipe")
+    if not isinstance(meta, dict):
+        raise RecipeError(f"{path}: missing [recipe] table (name, title, description)")
+    for key in meta:
+        if key not in META_KEYS:
+            raise RecipeError(
+                f"{path}: [recipe] unknown key '{key}'; allowed: {', '.join(sorted(META_KEYS))}"
+            )
+    sizes = data.get("sizes", {})
+    if not isinstance(sizes, dict):
+        raise RecipeError(f"{path}: [sizes] must be a table of size tables")
+    tables = {k: v for k, v in data.items() if k not in ("recipe", "sizes")}
+    for name, table in tables.items():
+        if not isinstance(table, dict):
+            raise RecipeError(f"{path}: top-level key '{name}' must be a table like [{name}]")
+
+    if "base" in meta:  # inherit another recipe, then override with this file's tables
+        base_path = _locate(str(meta["base"]))
+        if base_path.resolve() in seen:
+            raise RecipeError(f"{path}: [recipe] base '{meta['base']}' includes itself")
+        base = _resolve(_read_toml(base_path), base_path, size, seen + (base_path.resolve(),))
+        tables = _merge_tables(base.tables, tables, where=str(path))
+        merged_meta = {**base.meta, **meta}
+        merged_meta.pop("base", None)
+        meta = merged_meta
+        base_sizes = set(base.sizes)
+    else:
+        base_sizes = {"paper"}
+
+    known_sizes = base_sizes | {"paper"} | set(sizes)
+    if size not in known_sizes:
+        raise RecipeError(
+            f"{path}: no size '{size}'; this recipe defines {', '.join(sorted(known_sizes))}"
+        )
+    size_tables = sizes.get(size, {})
+    if not isinstance(size_tables, dict):
+        raise RecipeError(f"{path}: [sizes.{size}] must be a table of part tables")
+    for name, table in size_tables.items():
+        if name not in tables:
+            raise RecipeError(
+                f"{path}: [sizes.{size}.{name}] overrides a table that the recipe does not have"
+            )
+        if not isinstance(table, dict):
+            raise RecipeError(f"{path}: [sizes.{size}] key '{name}' must be a table")
+    tables = _merge_tables(tables, size_tables, where=f"{path} [sizes.{size}]")
+    name = str(meta.get("name") or path.stem)
+    return Recipe(name, size, path, dict(meta), tables, tuple(sorted(known_sizes)))
+
+
+def _nest(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    nested: dict[str, Any] = {}
+    for key, value in overrides.items():
+        parts = key.split(".")
+        node = nested
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise RecipeError(f"override '{key}': '{part}' is not a table")
+        last = parts[-1]
+        if isinstance(value, Mapping) and isinstance(node.get(last), dict):
+            node[last] = _merge_tables(node[last], value, where="overrides")
+        else:
+            node[last] = copy.deepcopy(dict(value)) if isinstance(value, Mapping) else value
+    return nested
+
+
+def _merge_tables(base: Mapping[str, Any], over: Mapping[str, Any], *, where: str) -> dict[str, Any]:
+    out = copy.deepcopy(dict(base))
+    for key, value in over.items():
+        if isinstance(value, Mapping):
+            old = out.get(key)
+            replaces = not isinstance(old, dict) or (
+                "type" in value and value.get("type") != old.get("type")
+            )
+            out[key] = copy.deepcopy(dict(value)) if replaces else _merge_tables(old, value, where=where)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+# --------------------------------------------------------------------------- validation
+def validate_recipe(recipe: Recipe) -> None:
+    """Check every table: known `type`, known keys, nested tables well formed.
+
+    Keys are checked against the registered class's constructor signature, so a typo fails here,
+    with the file, table and key in the message, before anything is built.
+
+    Args:
+        recipe: The resolved recipe.
+
+    Raises:
+        RecipeError: On the first problem found.
+    """
+    if "pipeline" not in recipe.tables:
+        raise RecipeError(f"{recipe.where}: no [pipeline] table; add one with a `type`")
+    for name, table in recipe.tables.items():
+        _validate_table(recipe, name, table, slot_role(name))
+    # the pipeline must accept every top-level part as a keyword
+    kind = recipe.tables["pipeline"]["type"]
+    accepted, var_kw = _accepted_keys(_registries(recipe)["pipelines"].get(kind))
+    for name in recipe.tables:
+        if name != "pipeline" and not var_kw and name not in accepted:
+            raise RecipeError(
+                f"{recipe.where}: [{name}] is not a part of pipeline '{kind}'; it takes: "
+                f"{', '.join(sorted(accepted))}"
+            )
+
+
+def _validate_table(recipe: Recipe, path: str, table: Any, role: str) -> None:
+    where = recipe.where
+    if not isinstance(table, Mapping):
+        raise RecipeError(f"{where}: [{path}] must be a table")
+    if "type" not in table:
+        raise RecipeError(f"{where}: [{path}] has no 'type' key; say which {role} entry to use")
+    kind = table["type"]
+    if not isinstance(kind, str):
+        raise RecipeError(f"{where}: [{path}] key 'type' must be a string")
+    try:
+        target = _registries(recipe)[role].get(kind)
+    except UnknownNameError as exc:
+        raise RecipeError(f"{where}: [{path}] key 'type': {exc}") from None
+    accepted, var_kw = _accepted_keys(target)
+    for key, value in table.items():
+        if key == "type":
+            continue
+        if not var_kw and key not in accepted:
+            close = _closest(key, accepted)
+            hint = f" Did you mean '{close}'?" if close else ""
+            raise RecipeError(
+                f"{where}: [{path}] unknown key '{key}' for {role} '{kind}'.{hint} "
+                f"Valid keys: {', '.join(sorted(accepted)) or '(none)'}"
+            )
+        if isinstance(value, Mapping):
+            if "type" not in value:
+                raise RecipeError(
+                    f"{where}: [{path}.{key}] has no 'type' key; nested tables are parts built "
+                    f"from a registry"
+                )
+            _validate_table(recipe, f"{path}.{key}", value, slot_role(key))
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise RecipeError(f"{where}: [{path}] key '{key}' must be a finite number")
+
+
+def _accepted_keys(target: Any) -> tuple[set[str], bool]:
+    try:
+        sig = inspect.signature(target)
+    except (TypeError, ValueError):
+        return set(), True
+    names = set()
+    var_kw = False
+    for p in sig.parameters.values():
+        if p.kind is inspect.Parameter.VAR_KEYWORD:
+            var_kw = True
+        elif p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY):
+            names.add(p.name)
+    names.discard("self")
+    return names, var_kw
+
+
+def _closest(key: str, options: set[str]) -> str | None:
+    import difflib
+
+    match = difflib.get_close_matches(key, sorted(options), n=1, cutoff=0.6)
+    return match[0] if match else None
+
+
+# --------------------------------------------------------------------------- TOML output
+def dumps_toml(data: Mapping[str, Any]) -> str:
+    """Serialise nested dicts of scalars and lists to TOML.
+
+    Enough for recipes (tomllib only reads): strings, booleans, integers, floats, lists of those,
+    and nested tables.
+
+    Args:
+        data: Nested mappings.
+
+    Returns:
+        TOML text.
+    """
+    lines: list[str] = []
+
+    def emit(prefix: str, table: Mapping[str, Any]) -> None:
+        scalars = {k: v for k, v in table.items() if not isinstance(v, Mapping)}
+        subtables = {k: v for k, v in table.items() if isinstance(v, Mapping)}
+        if prefix and (scalars or not subtables):
+            lines.append(f"[{prefix}]")
+        for key, value in scalars.items():
+            if value is None:
+                continue
+            lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
+        if prefix and (scalars or not subtables):
+            lines.append("")
+        for key, value in subtables.items():
+            emit(f"{prefix}.{_toml_key(key)}" if prefix else _toml_key(key), value)
+
+    emit("", data)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _toml_key(key: str) -> str:
+    return key if key.replace("_", "").replace("-", "").isalnum() else _toml_value(key)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, str):
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+        return f'"{escaped}"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {type(value).__name__} to TOML")
+
+
+def recipe_names() -> list[str]:
+    """Return the names of all registered recipes (zoo and plugins).
+
+    Returns:
+        Sorted recipe names.
+    """
+    from mrsisr.registries import RECIPES
+
+    return RECIPES.names()
