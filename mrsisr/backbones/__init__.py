@@ -1,2 +1,3 @@
 """Built-in backbones; each module registers its entries on import."""
 from mrsisr.backbones import flownet  # noqa: F401
+from mrsisr.backbones import unet  # noqa: F401
