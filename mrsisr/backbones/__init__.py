@@ -1,3 +1,4 @@
 """Built-in backbones; each module registers its entries on import."""
 from mrsisr.backbones import flownet  # noqa: F401
+from mrsisr.backbones import munet  # noqa: F401
 from mrsisr.backbones import unet  # noqa: F401
