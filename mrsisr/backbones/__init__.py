@@ -2,3 +2,4 @@
 from mrsisr.backbones import flownet  # noqa: F401
 from mrsisr.backbones import munet  # noqa: F401
 from mrsisr.backbones import unet  # noqa: F401
+from mrsisr.backbones import critic  # noqa: F401

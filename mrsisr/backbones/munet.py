@@ -274,7 +274,7 @@ class MUNet(nn.Module):
         if not (isinstance(conv, type) and issubclass(conv, FilterScaledConv2d)):
             raise RecipeError(
                 f"munet: conditioning {conditioning!r} is not a filter-scaled convolution; "
-                "use conditioning = \"filter_scaling\""
+                'use conditioning = "filter_scaling"'
             )
         f = features
         self.num_metabolites = num_metabolites
