@@ -328,17 +328,17 @@ def _resolve(data: dict[str, Any], path: Path, size: str, seen: tuple[Path, ...]
         raise RecipeError(
             f"{path}: no size '{size}'; this recipe defines {', '.join(sorted(known_sizes))}"
         )
-    size_tables = sizes.get(size, {})
-    if not isinstance(size_tables, dict):
-        raise RecipeError(f"{path}: [sizes.{size}] must be a table of part tables")
-    for name, table in size_tables.items():
-        if name not in tables:
-            raise RecipeError(
-                f"{path}: [sizes.{size}.{name}] overrides a table that the recipe does not have"
-            )
-        if not isinstance(table, dict):
-            raise RecipeError(f"{path}: [sizes.{size}] key '{name}' must be a table")
-    tables = _merge_tables(tables, size_tables, where=f"{path} [sizes.{size}]")
+    for variant, variant_tables in sizes.items():  # check every size, not only the one asked for
+        if not isinstance(variant_tables, dict):
+            raise RecipeError(f"{path}: [sizes.{variant}] must be a table of part tables")
+        for name, table in variant_tables.items():
+            if name not in tables:
+                raise RecipeError(
+                    f"{path}: [sizes.{variant}.{name}] overrides a table that the recipe does not have"
+                )
+            if not isinstance(table, dict):
+                raise RecipeError(f"{path}: [sizes.{variant}] key '{name}' must be a table")
+    tables = _merge_tables(tables, sizes.get(size, {}), where=f"{path} [sizes.{size}]")
     name = str(meta.get("name") or path.stem)
     return Recipe(name, size, path, dict(meta), tables, tuple(sorted(known_sizes)))
 
