@@ -1,0 +1,133 @@
+"""Low-resolution inputs by k-space truncation (SPEC §1, the authors' `RandomDownscale_function`).
+
+The high-resolution map is treated as a real image on the 64×64 grid. Its centred, orthonormal 2-D
+Fourier transform is computed, only the central `L×L` block `[32 - L/2, 32 + L/2)` of k-space is
+kept (the rest is zero-filled), and the inverse transform's **magnitude** is the low-resolution
+map, still on the 64×64 grid. No apodisation window is applied. The upscaling factor is
+`s = 64 / L`, from 8 (L = 8) to 2 (L = 32).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, TypeVar
+
+import numpy as np
+
+from mrsisr.errors import DataError
+
+if TYPE_CHECKING:
+    import torch
+
+GRID = 64
+"""In-plane matrix size of the high-resolution MRSI grid."""
+
+LR_SIZES: tuple[int, ...] = tuple(range(8, 33, 2))
+"""The 13 low-resolution matrix sizes `L = 2·div`, `div ∈ {4, …, 16}` (8, 10, …, 32)."""
+
+ArrayT = TypeVar("ArrayT", "np.ndarray", "torch.Tensor")
+
+
+def upscale_factor(size: int) -> float:
+    """Upscaling factor `s = 64 / L` of a low-resolution matrix size.
+
+    Args:
+        size: Low-resolution matrix size `L` (an even number from 2 to 64).
+
+    Returns:
+        `64 / size`, e.g. 4.0 for `size = 16`.
+    """
+    _check_size(size, GRID)
+    return GRID / size
+
+
+def _check_size(size: int, n: int) -> None:
+    if isinstance(size, bool) or int(size) != size or size < 2 or size > n or size % 2:
+        raise DataError(f"low-resolution size {size!r}: use an even integer between 2 and {n}")
+
+
+def _block(n: int, size: int) -> slice:
+    half = n // 2
+    return slice(half - size // 2, half + size // 2)
+
+
+def kspace_truncate(x: ArrayT, size: int) -> ArrayT:
+    """Keep the central `size×size` block of the centred orthonormal k-space of `x` (complex).
+
+    This is the linear part of [`kspace_lowres`][mrsisr.data.degrade.kspace_lowres]: an orthogonal
+    projection, so applying it twice equals applying it once.
+
+    Args:
+        x: Map(s) of shape `(..., H, W)`, a numpy array or a torch tensor (real or complex).
+        size: Low-resolution matrix size `L`, even, at most `min(H, W)`.
+
+    Returns:
+        The complex image `ifft2(K · 1[block])` with the same shape as `x` (complex128 for numpy
+        float64 input, complex64 for float32; likewise for torch).
+    """
+    if not hasattr(x, "ndim") or not hasattr(x, "shape"):
+        raise DataError(
+            f"k-space truncation needs a numpy array or a torch tensor, got {type(x).__name__}"
+        )
+    if x.ndim < 2:
+        raise DataError(f"k-space truncation needs shape (..., H, W), got shape {tuple(x.shape)}")
+    h, w = x.shape[-2], x.shape[-1]
+    _check_size(size, min(h, w))
+    rows, cols = _block(h, size), _block(w, size)
+    if isinstance(x, np.ndarray):
+        ax = (-2, -1)
+        if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.complexfloating)):
+            x = x.astype(np.float64)
+        k = np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(x, axes=ax), norm="ortho"), axes=ax)
+        kept = np.zeros_like(k)
+        kept[..., rows, cols] = k[..., rows, cols]
+        return np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(kept, axes=ax), norm="ortho"), axes=ax)
+    import torch
+
+    if not isinstance(x, torch.Tensor):
+        raise DataError(
+            f"k-space truncation needs a numpy array or a torch tensor, got {type(x).__name__}"
+        )
+    if not (x.is_floating_point() or x.is_complex()):
+        x = x.double()
+    dim = (-2, -1)
+    k = torch.fft.fftshift(torch.fft.fft2(torch.fft.ifftshift(x, dim=dim), norm="ortho"), dim=dim)
+    kept = torch.zeros_like(k)
+    kept[..., rows, cols] = k[..., rows, cols]
+    return torch.fft.fftshift(
+        torch.fft.ifft2(torch.fft.ifftshift(kept, dim=dim), norm="ortho"), dim=dim
+    )
+
+
+def kspace_lowres(x: ArrayT, size: int) -> ArrayT:
+    """Simulate a low-resolution acquisition by truncating k-space to its central `size×size` block.
+
+    `K = fftshift(fft2(ifftshift(x)))` with orthonormal scaling; keep `K[32-size/2 : 32+size/2]` in
+    both in-plane axes, zero elsewhere; `x_LR = |ifft2(K)|` (centred, orthonormal). At
+    `size = 64` a non-negative map comes back unchanged (up to round-off). Because the kept
+    frequencies `-size/2 … size/2-1` are asymmetric, the truncated image is complex and the
+    magnitude is not a projection: degrading an already degraded map changes it slightly (a few
+    per cent of the maximum on random maps), unless its spectrum already lies inside the block
+    and its truncated image is real and non-negative.
+
+    Args:
+        x: Real map(s) of shape `(..., H, W)` (64×64 in mrsisr), a numpy array or a torch tensor.
+        size: Low-resolution matrix size `L`, even, at most `min(H, W)`.
+
+    Returns:
+        The low-resolution magnitude image, same shape, type and device as `x`; same dtype for
+        floating input (float64 for integer input).
+
+    Examples:
+        >>> import numpy as np
+        >>> from mrsisr.data import kspace_lowres
+        >>> x = np.ones((64, 64), dtype=np.float32)
+        >>> y = kspace_lowres(x, 16)
+        >>> y.shape, y.dtype, bool(np.allclose(y, 1.0, atol=1e-6))
+        ((64, 64), dtype('float32'), True)
+    """
+    img = kspace_truncate(x, size)
+    if isinstance(x, np.ndarray):
+        out_dtype = x.dtype if np.issubdtype(x.dtype, np.floating) else np.float64
+        return np.abs(img).astype(out_dtype, copy=False)
+    out = img.abs()
+    return out.to(x.dtype) if x.is_floating_point() else out

@@ -1,0 +1,587 @@
+"""Read and check subject folders: the NIfTI layout and the authors' numpy layout.
+
+NIfTI layout (one folder per subject, the folder name is the subject id)::
+
+    DATASET/
+      sub-01/
+        tCr.nii.gz  tCho.nii.gz  NAA.nii.gz  Glu.nii.gz  Ins.nii.gz  Gln.nii.gz  Gly.nii.gz
+        mask.nii.gz        # optional quality mask (else: map != 0, per metabolite)
+        T1.nii.gz          # co-registered T1, any grid covering the MRSI slab
+        FLAIR.nii.gz       # co-registered FLAIR, any grid covering the MRSI slab
+        diagnostics/       # optional, ignored by the loader
+      sub-02/ ...
+
+Metabolite maps are 3-D `(64, 64, S)` volumes that share one affine (the MRSI grid); `.nii` or
+`.nii.gz`; names are matched case-insensitively and the authors' names (`Cr+PCr`, `GPC+PCh`, ...)
+are accepted as aliases. T1 and FLAIR are resampled onto the MRSI grid by averaging each MRSI
+voxel's footprint (in world coordinates, so any orientation and resolution works).
+
+The authors' numpy layout (`Met_filtered/<met>.npy` of shape `(S, 64, 64)` and
+`MRI_sliced/{T1,flair}_sliced.npy` of shape `(3S, 192, 192)`) is read too; it carries no
+affine, so the nominal 3.4375×3.4375×3.41 mm grid is assumed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mrsisr.errors import DataError
+
+METABOLITES: tuple[str, ...] = ("tCr", "tCho", "NAA", "Glu", "Ins", "Gln", "Gly")
+"""The seven metabolites of the paper, in mrsisr's names."""
+
+ALIASES: dict[str, str] = {
+    **{m.lower(): m for m in METABOLITES},
+    "cr+pcr": "tCr",
+    "cr": "tCr",
+    "gpc+pch": "tCho",
+    "cho": "tCho",
+    "naa+naag": "NAA",
+    "tnaa": "NAA",
+    "mi": "Ins",
+    "myo-inositol": "Ins",
+}
+"""Lower-case file stems accepted for each metabolite (the authors' names included)."""
+
+GRID = 64
+MRSI_VOXEL_MM = (3.4375, 3.4375, 3.41)
+"""Nominal MRSI voxel size (mm) used when a layout carries no affine (the numpy layout)."""
+AFFINE_TOL_MM = 1e-3
+
+_T1_NAMES = ("t1",)
+_FLAIR_NAMES = ("flair",)
+_MASK_NAMES = ("mask",)
+
+
+@dataclass
+class Subject:
+    """One subject's maps, masks and MRIs on the MRSI grid.
+
+    Attributes:
+        subject: Subject id (the folder name).
+        maps: Metabolite name -> float32 map `(S, 64, 64)`, zero outside its mask.
+        masks: Metabolite name -> bool mask `(S, 64, 64)` (`map != 0`, and inside `mask.nii.gz`).
+        t1: T1 resampled onto the MRSI grid, float32 `(S, 64, 64)`.
+        flair: FLAIR resampled onto the MRSI grid, float32 `(S, 64, 64)`.
+        affine: 4×4 voxel-to-world affine of the MRSI grid (NIfTI index order `(x, y, slice)`).
+        shape: `(S, 64, 64)`.
+    """
+
+    subject: str
+    maps: dict[str, np.ndarray]
+    masks: dict[str, np.ndarray]
+    t1: np.ndarray
+    flair: np.ndarray
+    affine: np.ndarray = field(default_factory=lambda: np.diag([*MRSI_VOXEL_MM, 1.0]))
+    shape: tuple[int, int, int] = (0, GRID, GRID)
+
+    @property
+    def metabolites(self) -> tuple[str, ...]:
+        """Metabolites present, in the canonical order."""
+        return tuple(m for m in METABOLITES if m in self.maps)
+
+    @property
+    def n_slices(self) -> int:
+        """Number of slices `S`."""
+        return int(self.shape[0])
+
+
+def _stem(p: Path) -> str:
+    name = p.name
+    for ext in (".nii.gz", ".nii", ".npy"):
+        if name.lower().endswith(ext):
+            return name[: -len(ext)]
+    return name
+
+
+def _is_nifti(p: Path) -> bool:
+    return p.is_file() and p.name.lower().endswith((".nii", ".nii.gz"))
+
+
+def _find_files(d: Path) -> tuple[dict[str, Path], dict[str, list[Path]]]:
+    """Map role -> file ('mask', 't1', 'flair', metabolite names) and role -> duplicates."""
+    found: dict[str, list[Path]] = {}
+    for p in sorted(d.iterdir()):
+        if not _is_nifti(p):
+            continue
+        s = _stem(p).lower()
+        role = ALIASES.get(s)
+        if role is None:
+            role = {
+                **{n: "mask" for n in _MASK_NAMES},
+                **{n: "t1" for n in _T1_NAMES},
+                **{n: "flair" for n in _FLAIR_NAMES},
+            }.get(s)
+        if role is not None:
+            found.setdefault(role, []).append(p)
+    return {r: ps[0] for r, ps in found.items()}, {r: ps for r, ps in found.items() if len(ps) > 1}
+
+
+def is_subject_dir(path: str | Path) -> bool:
+    """Whether `path` looks like one subject (NIfTI maps or the authors' `Met_filtered/`).
+
+    Args:
+        path: A folder.
+
+    Returns:
+        True if it holds at least one recognised metabolite file.
+    """
+    d = Path(path)
+    if not d.is_dir():
+        return False
+    if (d / "Met_filtered").is_dir():
+        return True
+    files, _ = _find_files(d)
+    return any(m in files for m in METABOLITES)
+
+
+def subject_dirs(path: str | Path) -> list[Path]:
+    """Subject folders of a dataset folder (sorted), or `[path]` if it is itself a subject.
+
+    Args:
+        path: A dataset folder (one sub-folder per subject) or a subject folder.
+
+    Returns:
+        The subject folders.
+    """
+    d = Path(path)
+    if is_subject_dir(d):
+        return [d]
+    if not d.is_dir():
+        return []
+    return [p for p in sorted(d.iterdir()) if p.is_dir() and not p.name.startswith((".", "_"))]
+
+
+# --------------------------------------------------------------------------------------------
+# resampling
+
+
+def resample_to_grid(
+    data: np.ndarray,
+    src_affine: np.ndarray,
+    dst_affine: np.ndarray,
+    dst_shape: tuple[int, int, int],
+) -> tuple[np.ndarray, float]:
+    """Average a 3-D image over the footprint of every voxel of another grid (world coordinates).
+
+    Each destination voxel is sampled at `n_x×n_y×n_z` evenly spaced points, `n` = the ratio of the
+    voxel sizes rounded (at least 1), with trilinear interpolation, and the samples are averaged:
+    an MRI stored at 3× in-plane and 3 sub-slices per MRSI slice is block-averaged exactly, one
+    stored on the MRSI grid itself comes back unchanged.
+
+    Args:
+        data: Source image `(X, Y, Z)`.
+        src_affine: 4×4 voxel-to-world affine of `data`.
+        dst_affine: 4×4 voxel-to-world affine of the destination grid.
+        dst_shape: Destination shape `(X', Y', Z')`.
+
+    Returns:
+        The resampled float32 image `(X', Y', Z')` and the fraction of sample points that fell
+        outside the source volume (filled by the nearest edge value).
+    """
+    from scipy import ndimage
+
+    src_vox = np.sqrt((src_affine[:3, :3] ** 2).sum(0))
+    dst_vox = np.sqrt((dst_affine[:3, :3] ** 2).sum(0))
+    n = np.maximum(1, np.rint(dst_vox / src_vox)).astype(int)
+    offs = [(np.arange(k) + 0.5) / k - 0.5 for k in n]
+    m = np.linalg.inv(src_affine) @ dst_affine
+    grids = np.meshgrid(*[np.arange(s, dtype=np.float64) for s in dst_shape], indexing="ij")
+    base = np.stack([g.ravel() for g in grids])  # (3, N)
+    acc = np.zeros(base.shape[1], dtype=np.float64)
+    outside = 0
+    total = 0
+    shape = np.array(data.shape[:3])
+    for ox in offs[0]:
+        for oy in offs[1]:
+            for oz in offs[2]:
+                pts = base + np.array([[ox], [oy], [oz]])
+                src = m[:3, :3] @ pts + m[:3, 3:4]
+                out = np.any((src < -0.5) | (src > shape[:, None] - 0.5), axis=0)
+                outside += int(out.sum())
+                total += out.size
+                acc += ndimage.map_coordinates(data, src, order=1, mode="nearest")
+    res = (acc / (len(offs[0]) * len(offs[1]) * len(offs[2]))).reshape(dst_shape)
+    return res.astype(np.float32), outside / max(total, 1)
+
+
+# --------------------------------------------------------------------------------------------
+# reading + checking in one pass
+
+
+def _fmt(p: Path) -> str:
+    return str(p)
+
+
+def _load_nifti(p: Path, problems: list[str]):
+    import nibabel as nib
+
+    try:
+        img = nib.load(str(p))
+        data = np.asarray(img.dataobj, dtype=np.float32)
+    except Exception as e:  # nibabel raises many types for bad files
+        problems.append(
+            f"{_fmt(p)}: cannot be read as NIfTI ({type(e).__name__}: {e}); re-export it"
+        )
+        return None, None
+    return data, np.asarray(img.affine, dtype=np.float64)
+
+
+def _check_values(p: Path, data: np.ndarray, problems: list[str], what: str) -> bool:
+    ok = True
+    bad = ~np.isfinite(data)
+    if bad.any():
+        problems.append(
+            f"{_fmt(p)}: {int(bad.sum())} non-finite (NaN/inf) voxels; set them to 0 (excluded) "
+            f"and re-export the {what}"
+        )
+        ok = False
+    neg = np.isfinite(data) & (data < 0)
+    if neg.any():
+        problems.append(
+            f"{_fmt(p)}: {int(neg.sum())} negative voxels (min {float(data[neg].min()):.3g}); "
+            f"{what}s must be non-negative, set them to 0 or fix the fit"
+        )
+        ok = False
+    return ok
+
+
+def _as_3d(p: Path, data: np.ndarray, problems: list[str], what: str) -> np.ndarray | None:
+    if data.ndim == 2:
+        return data[:, :, None]
+    if data.ndim != 3:
+        problems.append(
+            f"{_fmt(p)}: {what} is {data.ndim}-D with shape {data.shape}; save one 3-D volume "
+            "(x, y, slices)"
+        )
+        return None
+    return data
+
+
+def _read_mask(
+    p: Path, ref_file: Path, ref_shape: tuple, ref_affine: np.ndarray, problems: list[str]
+) -> np.ndarray | None:
+    data, aff = _load_nifti(p, problems)
+    if data is None:
+        return None
+    data = _as_3d(p, data, problems, "the mask")
+    if data is None:
+        return None
+    if data.shape != ref_shape:
+        msg = f"shape {data.shape} differs from the maps {ref_shape}; save it on the MRSI grid"
+    elif not np.allclose(aff, ref_affine, atol=AFFINE_TOL_MM):
+        msg = f"affine differs from {ref_file.name}; save the mask on the MRSI grid"
+    elif not np.all(np.isfinite(data)):
+        msg = "non-finite values; save a 0/1 mask"
+    elif not (data > 0).any():
+        msg = "mask is empty (no voxel > 0); fix the quality filter or delete it to use map != 0"
+    else:
+        return data > 0
+    problems.append(f"{_fmt(p)}: {msg}")
+    return None
+
+
+def _read_nifti_subject(d: Path, want_data: bool) -> tuple[Subject | None, list[str]]:
+    problems: list[str] = []
+    files, dups = _find_files(d)
+    for role, ps in dups.items():
+        problems.append(
+            f"{_fmt(d)}: several files for {role} ({', '.join(p.name for p in ps)}); keep one"
+        )
+    mets = [m for m in METABOLITES if m in files]
+    if not mets:
+        problems.append(
+            f"{_fmt(d)}: no metabolite maps found; name them {', '.join(METABOLITES)} "
+            "(.nii or .nii.gz)"
+        )
+        return None, problems
+    ref_affine: np.ndarray | None = None
+    ref_shape: tuple[int, ...] | None = None
+    ref_file: Path | None = None
+    maps: dict[str, np.ndarray] = {}
+    for m in mets:
+        p = files[m]
+        data, aff = _load_nifti(p, problems)
+        if data is None:
+            continue
+        data = _as_3d(p, data, problems, "the map")
+        if data is None:
+            continue
+        if data.shape[:2] != (GRID, GRID):
+            problems.append(
+                f"{_fmt(p)}: in-plane matrix is {data.shape[0]}×{data.shape[1]}; resample the map "
+                f"to {GRID}×{GRID}"
+            )
+            continue
+        if ref_affine is None:
+            ref_affine, ref_shape, ref_file = aff, data.shape, p
+        else:
+            if data.shape != ref_shape:
+                problems.append(
+                    f"{_fmt(p)}: shape {data.shape} differs from {ref_file.name} {ref_shape}; "
+                    "all maps must share one grid"
+                )
+                continue
+            if not np.allclose(aff, ref_affine, atol=AFFINE_TOL_MM):
+                diff = float(np.abs(aff - ref_affine).max())
+                problems.append(
+                    f"{_fmt(p)}: affine differs from {ref_file.name} (max difference "
+                    f"{diff:.3g} mm); all maps must share the MRSI grid, re-export them from "
+                    "the same reconstruction"
+                )
+                continue
+        if not _check_values(p, data, problems, "map"):
+            continue
+        maps[m] = data
+    mask = None
+    if "mask" in files and ref_affine is not None:
+        mask = _read_mask(files["mask"], ref_file, ref_shape, ref_affine, problems)
+    masks: dict[str, np.ndarray] = {}
+    for m, data in maps.items():
+        mm = data != 0
+        if mask is not None:
+            mm &= mask
+        if not mm.any():
+            where = " inside mask.nii" if mask is not None else ""
+            problems.append(
+                f"{_fmt(files[m])}: empty mask (no non-zero voxel{where}); remove the map or fix "
+                "the quality filter"
+            )
+        masks[m] = mm
+    mris: dict[str, np.ndarray] = {}
+    for role, label in (("t1", "T1"), ("flair", "FLAIR")):
+        if role not in files:
+            problems.append(
+                f"{_fmt(d)}: missing {label}; add {label}.nii.gz co-registered with the maps"
+            )
+            continue
+        if ref_affine is None:
+            continue
+        p = files[role]
+        data, aff = _load_nifti(p, problems)
+        if data is None:
+            continue
+        data = _as_3d(p, data, problems, label)
+        if data is None:
+            continue
+        if not np.all(np.isfinite(data)):
+            problems.append(f"{_fmt(p)}: non-finite (NaN/inf) voxels; fix the {label} export")
+            continue
+        if np.abs(np.linalg.det(aff[:3, :3])) < 1e-9:
+            problems.append(f"{_fmt(p)}: singular affine; fix the {label} header")
+            continue
+        res, outside = resample_to_grid(data, aff, ref_affine, ref_shape)
+        if outside > 0.05:
+            problems.append(
+                f"{_fmt(p)}: covers only {100 * (1 - outside):.0f}% of the MRSI grid; co-register "
+                f"{label} to the maps (world coordinates must overlap)"
+            )
+            continue
+        if not (res > 0).any():
+            problems.append(f"{_fmt(p)}: {label} is zero on the MRSI grid; check co-registration")
+            continue
+        mris[role] = res
+    if problems or not want_data:
+        return None, problems
+    to_s = lambda a: np.ascontiguousarray(np.moveaxis(a, 2, 0))  # noqa: E731  (x, y, S) -> (S, x, y)
+    sub = Subject(
+        subject=d.name,
+        maps={m: to_s(maps[m] * masks[m]).astype(np.float32) for m in maps},
+        masks={m: to_s(masks[m]) for m in maps},
+        t1=to_s(mris["t1"]),
+        flair=to_s(mris["flair"]),
+        affine=ref_affine,
+        shape=(ref_shape[2], GRID, GRID),
+    )
+    return sub, problems
+
+
+def _block_mean(a: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+    f = [a.shape[i] // shape[i] for i in range(3)]
+    return a.reshape(shape[0], f[0], shape[1], f[1], shape[2], f[2]).mean(axis=(1, 3, 5))
+
+
+def _read_numpy_subject(d: Path, want_data: bool) -> tuple[Subject | None, list[str]]:
+    problems: list[str] = []
+    met_dir = d / "Met_filtered"
+    maps: dict[str, np.ndarray] = {}
+    ref_shape = None
+    for p in sorted(met_dir.glob("*.npy")):
+        m = ALIASES.get(_stem(p).lower())
+        if m is None:
+            continue
+        if m in maps:
+            problems.append(f"{_fmt(p)}: a second file for {m}; keep one")
+            continue
+        try:
+            data = np.load(p, allow_pickle=False).astype(np.float32)
+        except Exception as e:
+            problems.append(
+                f"{_fmt(p)}: cannot be read ({type(e).__name__}: {e}); re-save with numpy"
+            )
+            continue
+        if data.ndim != 3 or data.shape[1:] != (GRID, GRID):
+            problems.append(
+                f"{_fmt(p)}: shape {data.shape}; the authors' layout stores (slices, 64, 64)"
+            )
+            continue
+        if ref_shape is not None and data.shape != ref_shape:
+            problems.append(
+                f"{_fmt(p)}: shape {data.shape} differs from the other maps {ref_shape}"
+            )
+            continue
+        ref_shape = data.shape
+        if _check_values(p, data, problems, "map"):
+            maps[m] = data
+    if not maps and ref_shape is None:
+        problems.append(
+            f"{_fmt(met_dir)}: no metabolite .npy files found; expected names like Cr+PCr.npy, "
+            "GPC+PCh.npy, NAA.npy"
+        )
+    masks = {m: a != 0 for m, a in maps.items()}
+    for m, mm in masks.items():
+        if not mm.any():
+            problems.append(f"{_fmt(met_dir)}/{m}: empty mask (map is zero everywhere); remove it")
+    mris: dict[str, np.ndarray] = {}
+    for role, fname in (("t1", "T1_sliced.npy"), ("flair", "flair_sliced.npy")):
+        cands = [
+            p for p in sorted((d / "MRI_sliced").glob("*.npy")) if p.name.lower() == fname.lower()
+        ]
+        if not cands:
+            problems.append(
+                f"{_fmt(d / 'MRI_sliced' / fname)}: missing; add it (shape (3S, 192, 192))"
+            )
+            continue
+        p = cands[0]
+        try:
+            data = np.load(p, allow_pickle=False).astype(np.float32)
+        except Exception as e:
+            problems.append(
+                f"{_fmt(p)}: cannot be read ({type(e).__name__}: {e}); re-save with numpy"
+            )
+            continue
+        if ref_shape is None:
+            continue
+        s = ref_shape[0]
+        if (
+            data.ndim != 3
+            or data.shape[0] % s
+            or data.shape[1] % GRID
+            or data.shape[2] % GRID
+            or data.shape[1] != data.shape[2]
+        ):
+            problems.append(
+                f"{_fmt(p)}: shape {data.shape} is not a multiple of the maps' {ref_shape}; "
+                "expected (3S, 192, 192)"
+            )
+            continue
+        if not np.all(np.isfinite(data)):
+            problems.append(f"{_fmt(p)}: non-finite (NaN/inf) voxels; fix the export")
+            continue
+        mris[role] = _block_mean(data, ref_shape).astype(np.float32)
+    if problems or not want_data:
+        return None, problems
+    sub = Subject(
+        subject=d.name,
+        maps={m: (a * masks[m]).astype(np.float32) for m, a in maps.items()},
+        masks=masks,
+        t1=mris["t1"],
+        flair=mris["flair"],
+        affine=np.diag([*MRSI_VOXEL_MM, 1.0]),
+        shape=tuple(ref_shape),
+    )
+    return sub, problems
+
+
+def _read_subject(path: str | Path, want_data: bool) -> tuple[Subject | None, list[str]]:
+    d = Path(path)
+    if not d.is_dir():
+        return None, [f"{_fmt(d)}: not a folder; pass a subject folder"]
+    if (d / "Met_filtered").is_dir():
+        return _read_numpy_subject(d, want_data)
+    return _read_nifti_subject(d, want_data)
+
+
+def check_subject_dir(path: str | Path) -> list[str]:
+    """Validate one subject folder (either layout) without changing anything.
+
+    Checks: maps are 3-D with a 64×64 in-plane matrix, share one shape and affine (to 1e-3 mm),
+    are finite and non-negative; the mask (if any) is on the same grid and not empty; every map
+    has a non-empty mask; T1 and FLAIR exist, are finite and cover the MRSI grid after
+    resampling onto it.
+
+    Args:
+        path: A subject folder.
+
+    Returns:
+        One line per problem (naming the file and what to do); empty if the folder is usable.
+    """
+    return _read_subject(path, want_data=False)[1]
+
+
+def check_dataset(path: str | Path) -> list[str]:
+    """Validate a dataset folder (one sub-folder per subject) or a single subject folder.
+
+    Args:
+        path: The dataset (or subject) folder.
+
+    Returns:
+        One line per problem across all subjects; empty if every subject is usable.
+    """
+    d = Path(path)
+    if not d.is_dir():
+        return [f"{_fmt(d)}: not a folder; pass the dataset folder (one sub-folder per subject)"]
+    dirs = subject_dirs(d)
+    if not dirs:
+        return [f"{_fmt(d)}: no subject folders found; put each subject's maps in its own folder"]
+    problems: list[str] = []
+    for s in dirs:
+        problems += check_subject_dir(s)
+    return problems
+
+
+def load_subject(path: str | Path) -> Subject:
+    """Load one subject folder (NIfTI or the authors' numpy layout) onto the MRSI grid.
+
+    Args:
+        path: A subject folder.
+
+    Returns:
+        The [`Subject`][mrsisr.data.nifti.Subject] with maps zeroed outside their masks.
+
+    Raises:
+        DataError: The folder fails a check of
+            [`check_subject_dir`][mrsisr.data.nifti.check_subject_dir] (the first problem is the
+            message).
+    """
+    sub, problems = _read_subject(path, want_data=True)
+    if problems:
+        more = (
+            f" (and {len(problems) - 1} more problems; run `mrsisr data check`)"
+            if len(problems) > 1
+            else ""
+        )
+        raise DataError(problems[0] + more)
+    assert sub is not None
+    return sub
+
+
+def load_dataset(path: str | Path) -> list[Subject]:
+    """Load every subject of a dataset folder, sorted by folder name.
+
+    Args:
+        path: A dataset folder (one sub-folder per subject) or a single subject folder.
+
+    Returns:
+        The subjects.
+
+    Raises:
+        DataError: A subject fails its checks, or no subject folder exists.
+    """
+    dirs = subject_dirs(path)
+    if not dirs:
+        raise DataError(f"{path}: no subject folders found; run `mrsisr data check {path}`")
+    return [load_subject(d) for d in dirs]
