@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from mrsisr import one_step  # noqa: F401  (registers the one_step pipeline)
 from mrsisr.registries import PIPELINES
 from mrsisr.types import Condition, Denoiser, Initializer, Sampler, Schedule
 

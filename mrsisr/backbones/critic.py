@@ -119,12 +119,12 @@ def gradient_penalty(
         cond: Conditions of the batch.
         real: High-resolution maps `(B, 1, H, W)`.
         fake: Generated maps `(B, 1, H, W)` (detached by the caller for the critic step).
-        generator: Random generator for the interpolation weights.
+        generator: CPU random generator for the interpolation weights.
 
     Returns:
         Scalar penalty (unweighted).
     """
-    alpha = torch.rand(real.shape[0], 1, 1, 1, generator=generator, device=real.device)
+    alpha = torch.rand(real.shape[0], 1, 1, 1, generator=generator).to(real)
     x_hat = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
     (grad,) = torch.autograd.grad(critic(cond, x_hat).sum(), x_hat, create_graph=True)
     return ((grad.flatten(1).norm(dim=1) - 1.0) ** 2).mean()
