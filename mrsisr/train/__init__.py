@@ -1,0 +1,1 @@
+"""Training: checkpoints, EMA, the engine that trains every recipe."""
