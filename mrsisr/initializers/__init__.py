@@ -1,1 +1,2 @@
 """Built-in initializers; each module registers its entries on import."""
+from mrsisr.initializers import gaussian  # noqa: F401

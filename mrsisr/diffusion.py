@@ -1,0 +1,213 @@
+"""Diffusion training loss and the small helpers the samplers share (SPEC §3).
+
+Everything uses the paper's indexing: `t` in 1..T, `x_t = sqrt(gamma_t) x_0 + sqrt(1 - gamma_t) eps`
+(Eq. 2), and every noise, network output and sample is multiplied by the quality mask.
+
+Examples:
+    >>> import torch
+    >>> from mrsisr.schedules import CosineSchedule
+    >>> from mrsisr.diffusion import predict_x0
+    >>> s = CosineSchedule()
+    >>> x0, eps = torch.full((1, 1, 2, 2), 0.5), torch.randn(1, 1, 2, 2)
+    >>> x_t = s.q_sample(x0, torch.tensor([300]), eps)
+    >>> torch.allclose(predict_x0(eps, x_t, 300, s), x0, atol=1e-5)
+    True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import TypeVar
+
+import torch
+from torch import Tensor
+
+from mrsisr.types import Condition, Denoiser, Schedule
+
+__all__ = [
+    "Progress",
+    "diffusion_loss",
+    "masked_eps",
+    "posterior_step",
+    "predict_x0",
+    "randn",
+    "track",
+]
+
+Progress = Callable[[int, int], None]
+"""A progress callback `progress(done, total)`, called after each sampler step."""
+
+_T = TypeVar("_T")
+
+
+def randn(
+    shape: torch.Size | tuple[int, ...], like: Tensor, generator: torch.Generator | None
+) -> Tensor:
+    """Standard normal noise drawn on the generator's device, then moved next to `like`.
+
+    A CPU generator thus gives the same numbers whatever device the model runs on.
+
+    Args:
+        shape: Shape of the noise.
+        like: Tensor whose device and dtype the noise takes.
+        generator: Optional random generator.
+
+    Returns:
+        Noise of `shape`, on `like`'s device and dtype.
+    """
+    device = generator.device if generator is not None else like.device
+    return torch.randn(shape, generator=generator, device=device, dtype=like.dtype).to(like.device)
+
+
+def diffusion_loss(
+    denoiser: Denoiser,
+    x0: Tensor,
+    cond: Condition,
+    schedule: Schedule,
+    t_train: int,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """The epsilon-MSE loss of Eq. 5 with `t ~ U{1, ..., t_train}` and masked noise.
+
+    `t_train = T` trains a DDPM denoiser; `t_train = T_trunc` (100) a truncated one (FTDDM, TDPM).
+    The noise is multiplied by `cond.mask`, and so is the network output, so pixels outside the
+    mask contribute zero error. The squared error is **averaged over all pixels** (inside and
+    outside the mask) and over the batch: the authors' code uses improved-diffusion's
+    `mean_flat((eps - eps_theta)^2)` over the whole image, with masked noise and output.
+
+    Args:
+        denoiser: The epsilon-predicting network, `denoiser(x_t, t, cond) -> (B, 1, H, W)`.
+        x0: Clean maps `(B, 1, H, W)`, zero outside the mask.
+        cond: Their conditions.
+        schedule: The noise schedule.
+        t_train: Largest timestep trained on (`1 <= t_train <= schedule.T`).
+        generator: Optional random generator for `t` and the noise.
+
+    Returns:
+        Scalar loss.
+    """
+    if not 1 <= int(t_train) <= schedule.T:
+        raise ValueError(f"t_train must be in [1, {schedule.T}], got {t_train}")
+    b = x0.shape[0]
+    gen_device = generator.device if generator is not None else x0.device
+    t = torch.randint(1, int(t_train) + 1, (b,), generator=generator, device=gen_device)
+    t = t.to(x0.device)
+    mask = cond.mask.to(x0)
+    noise = randn(x0.shape, x0, generator) * mask
+    x_t = schedule.q_sample(x0, t, noise)
+    eps = denoiser(x_t, t, cond) * mask
+    return ((eps - noise) ** 2).mean()  # Eq. 5, mean over all pixels (authors' mean_flat)
+
+
+def masked_eps(denoiser: Denoiser, x_t: Tensor, t: int, cond: Condition) -> Tensor:
+    """Call the denoiser at one integer timestep for the whole batch and mask its output.
+
+    Args:
+        denoiser: The epsilon-predicting network.
+        x_t: `(B, 1, H, W)`.
+        t: Timestep in 1..T.
+        cond: Conditions of the batch.
+
+    Returns:
+        `eps_theta(x_t, t) * mask`, `(B, 1, H, W)`.
+    """
+    tt = torch.full((x_t.shape[0],), int(t), device=x_t.device, dtype=torch.long)
+    return denoiser(x_t, tt, cond).to(x_t.dtype) * cond.mask.to(x_t)
+
+
+def predict_x0(eps: Tensor, x_t: Tensor, t: int | Tensor, schedule: Schedule) -> Tensor:
+    """Invert Eq. 2 for `x_0`: `x0_hat = (x_t - sqrt(1 - gamma_t) eps) / sqrt(gamma_t)`.
+
+    Coefficients are computed in float64 and cast, so `t = T` (`gamma_T = 2.4e-9` for the cosine
+    schedule) stays finite.
+
+    Args:
+        eps: Noise prediction `(B, C, H, W)`.
+        x_t: Noisy maps `(B, C, H, W)`.
+        t: One timestep for the batch, or per-sample timesteps `(B,)`.
+        schedule: The noise schedule.
+
+    Returns:
+        `x0_hat`, shaped and typed like `x_t`.
+    """
+    g = schedule.gammas[torch.as_tensor(t, dtype=torch.long).cpu()]
+    shape = (-1,) + (1,) * (x_t.ndim - 1) if g.ndim else ()
+    a = (1.0 / g.sqrt()).to(x_t).reshape(shape)
+    b = ((1.0 - g) / g).sqrt().to(x_t).reshape(shape)
+    return a * x_t - b * eps
+
+
+def posterior_step(
+    x_t: Tensor,
+    x0_hat: Tensor,
+    gamma_t: float,
+    gamma_prev: float,
+    noise: Tensor | None,
+    *,
+    tau: float = 1.0,
+    variance: str = "small",
+) -> Tensor:
+    """One ancestral step from `x_t` to `x_prev` given an `x_0` estimate (Eq. 12).
+
+    With `beta = 1 - gamma_t / gamma_prev` (the schedule's `beta_t` for consecutive steps, the
+    respaced beta otherwise) the step is the posterior mean of `q(x_prev | x_t, x0_hat)`,
+    `c0 x0_hat + ct x_t` with `c0 = sqrt(gamma_prev) beta / (1 - gamma_t)` and
+    `ct = sqrt(1 - beta) (1 - gamma_prev) / (1 - gamma_t)`, which equals Eq. 12 when `x0_hat` is
+    not clipped, plus `sqrt(tau) sigma z`.
+
+    Args:
+        x_t: Current sample `(B, 1, H, W)`.
+        x0_hat: Estimate of `x_0` (clipped or not) `(B, 1, H, W)`.
+        gamma_t: `gamma` at the current step.
+        gamma_prev: `gamma` at the next (smaller) step; 1 for the last step to `x_0`.
+        noise: Standard normal noise (already masked) or `None` for no noise (the last step).
+        tau: Temperature `tau_d` of the step noise, `z ~ N(0, tau I)`.
+        variance: `"small"`: `sigma^2 = (1 - gamma_prev) / (1 - gamma_t) beta` (the paper);
+            `"large"`: `sigma^2 = beta` (improved-diffusion's fixed-large, the authors' code).
+
+    Returns:
+        `x_prev` `(B, 1, H, W)`.
+    """
+    beta = 1.0 - gamma_t / gamma_prev
+    c0 = gamma_prev**0.5 * beta / (1.0 - gamma_t)
+    ct = (1.0 - beta) ** 0.5 * (1.0 - gamma_prev) / (1.0 - gamma_t)
+    out = c0 * x0_hat + ct * x_t
+    if noise is not None:
+        if variance == "small":
+            var = (1.0 - gamma_prev) / (1.0 - gamma_t) * beta
+        elif variance == "large":
+            var = beta
+        else:
+            raise ValueError(f"variance must be 'small' or 'large', got {variance!r}")
+        out = out + (tau * var) ** 0.5 * noise  # Eq. 12: + sigma_t z_t, z_t ~ N(0, tau_d I)
+    return out
+
+
+def track(steps: Iterable[_T], total: int, progress: bool | Progress, desc: str) -> Iterator[_T]:
+    """Iterate over sampler steps, reporting progress if asked.
+
+    Args:
+        steps: The steps.
+        total: Their number.
+        progress: `False` for silence, `True` for a transient rich progress bar on stderr, or a
+            callback `progress(done, total)` called after each step.
+        desc: Label of the progress bar.
+
+    Yields:
+        The steps, unchanged.
+    """
+    if progress is False or progress is None:
+        yield from steps
+        return
+    if progress is True:
+        from rich.progress import Progress as RichProgress
+
+        with RichProgress(transient=True) as bar:
+            task = bar.add_task(desc, total=total)
+            for item in steps:
+                yield item
+                bar.advance(task)
+        return
+    for i, item in enumerate(steps, start=1):
+        yield item
+        progress(i, total)
