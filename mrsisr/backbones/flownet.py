@@ -458,8 +458,12 @@ class ConditionalFlow(nn.Module):
     # ------------------------------------------------------------------ densities
     @property
     def prior_sigma(self) -> Tensor:
-        """Standard deviations of the learnable prior, `(D,)`."""
-        return torch.exp(self.prior_log_sigma)
+        """Standard deviations of the learnable prior, `(D,)`.
+
+        Floored at `1e-6` as in the authors' code: pixels outside the quality mask are exactly
+        zero in the training targets, and an unfloored prior could shrink towards them forever.
+        """
+        return torch.exp(self.prior_log_sigma) + 1e-6
 
     def log_prob(self, x: Tensor, cond_img: Tensor) -> Tensor:
         """Log-likelihood `log p(x | cond)` in nats (change of variables, Eq. 8).
@@ -472,8 +476,9 @@ class ConditionalFlow(nn.Module):
             `(B,)` log-likelihoods.
         """
         z, logdet = self.encode(x, cond_img)
-        log_pz = -0.5 * (((z - self.prior_mu) / self.prior_sigma) ** 2 + math.log(2 * math.pi))
-        log_pz = log_pz - self.prior_log_sigma
+        sigma = self.prior_sigma
+        log_pz = -0.5 * (((z - self.prior_mu) / sigma) ** 2 + math.log(2 * math.pi))
+        log_pz = log_pz - torch.log(sigma)
         return log_pz.sum(1) + logdet
 
     def forward(self, x: Tensor, cond_img: Tensor) -> Tensor:
