@@ -29,7 +29,8 @@ class _Schedule:
     def __init__(self, T: int = 1000) -> None:
         self.T = T
         self.gammas = _cosine_gammas(T)
-        self.betas = torch.cat([torch.zeros(1, dtype=torch.float64), 1 - self.gammas[1:] / self.gammas[:-1]])
+        ratio = self.gammas[1:] / self.gammas[:-1]
+        self.betas = torch.cat([torch.zeros(1, dtype=torch.float64), 1 - ratio])
 
     def q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         g = self.gammas[t].to(x0.dtype).view(-1, 1, 1, 1)
