@@ -17,9 +17,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from mrsisr import one_step  # noqa: F401  (registers the one_step pipeline)
 from mrsisr.registries import PIPELINES
-from mrsisr.types import Condition, Denoiser, Initializer, Sampler, Schedule
+from mrsisr.types import Batch, Condition, Denoiser, Initializer, Sampler, Schedule
 
 
 @PIPELINES.register("diffusion")
@@ -85,6 +84,38 @@ class DiffusionPipeline(nn.Module):
             `x0` estimates `(B, 1, H, W)`.
         """
         return self.sample(cond, generator=generator)
+
+    def denoiser_loss(self, batch: Batch, generator: torch.Generator | None = None) -> Tensor:
+        """ε-MSE loss of the denoiser (Eq. 5) with `t ~ U{1, ..., t_start}`.
+
+        Args:
+            batch: Training batch.
+            generator: Optional random generator for `t` and the noise.
+
+        Returns:
+            Scalar loss.
+        """
+        from mrsisr.diffusion import diffusion_loss
+
+        return diffusion_loss(self.denoiser, batch.x0, batch.cond, self.schedule, self.t_start, generator)
+
+    def training_stages(self) -> list[Any]:
+        """Training stages, in order: the denoiser, then the initializer's own stages (if any).
+
+        The two are independent (the initializer learns `q(x_{t_start} | x_0)`, not the
+        denoiser's output), so the denoiser goes first: a truncated UNet trained once can be
+        reused by FTDDM and TDPM.
+
+        Returns:
+            A list of [`Stage`][mrsisr.train.stages.Stage].
+        """
+        from mrsisr.train.stages import Stage
+
+        stages = [Stage("denoiser", {"denoiser": self.denoiser}, self.denoiser_loss)]
+        init_stages = getattr(self.initializer, "training_stages", None)
+        if init_stages is not None:
+            stages.extend(init_stages(self.t_start, self.schedule))
+        return stages
 
     def parts(self) -> dict[str, tuple[nn.Module, bool]]:
         """Return the networks of this pipeline and whether Table 1 counts them.

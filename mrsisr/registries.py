@@ -23,7 +23,7 @@ BACKBONES: Registry = Registry("backbones", locations=["mrsisr.backbones"])
 SAMPLERS: Registry = Registry("samplers", locations=["mrsisr.samplers"])
 CONDITIONING: Registry = Registry("conditioning", locations=["mrsisr.conditioning"])
 SCHEDULES: Registry = Registry("schedules", locations=["mrsisr.schedules"])
-PIPELINES: Registry = Registry("pipelines", locations=["mrsisr.pipeline"])
+PIPELINES: Registry = Registry("pipelines", locations=["mrsisr.pipeline", "mrsisr.one_step"])
 
 
 def _populate_recipes(reg: Registry) -> None:
