@@ -18,10 +18,14 @@ is trained with through its sharpness CIN. At test time `lambda_adv` is the shar
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+# PIPELINES imports `mrsisr.pipeline` and this module; importing the Flow Enhancer here registers
+# it too (it is a one-step method as well).
+from mrsisr import flow_enhancer  # noqa: F401
 from mrsisr.backbones.critic import CRITIC_STEPS, GP_WEIGHT
 from mrsisr.backbones.critic import critic_loss as _critic_loss
 from mrsisr.backbones.critic import generator_loss as _generator_loss
@@ -121,6 +125,32 @@ class OneStepPipeline(nn.Module):
         return out
 
     # ------------------------------------------------------------------ training
+    @property
+    def adversarial(self) -> bool:
+        """Whether training uses the critic (a critic and `lambda_adv_range` above 0)."""
+        return self.critic is not None and self.lambda_adv_range[1] > 0
+
+    def training_stages(self) -> list[Any]:
+        """Training stages: one, the network (with the critic when adversarial).
+
+        Adam lr 1e-4, betas (0.5, 0.9) for both, `critic_steps` critic updates per network
+        update, as the authors.
+
+        Returns:
+            A list of one [`Stage`][mrsisr.train.stages.Stage].
+        """
+        from mrsisr.train.stages import Stage
+
+        adv = {}
+        if self.adversarial:
+            adv = {
+                "critic_modules": {"critic": self.critic},
+                "critic_loss": self.critic_loss,
+                "critic_steps": self.critic_steps,
+            }
+        net = {"network": self.network}
+        return [Stage("network", net, self.generator_loss, betas=(0.5, 0.9), **adv)]
+
     def draw_lambda_adv(self, generator: torch.Generator | None = None) -> float:
         """Draw one training `lambda_adv`: `U[a, b]`, or 0 with probability `zero_prob`.
 
@@ -143,16 +173,16 @@ class OneStepPipeline(nn.Module):
     def generator_loss(
         self,
         batch: Batch,
-        lambda_adv: float | None = None,
         generator: torch.Generator | None = None,
+        lambda_adv: float | None = None,
     ) -> Tensor:
         """Network loss `0.16 L1 + 0.84 (1 - MS-SSIM) + lambda_adv * (-D(x0_hat))`.
 
         Args:
             batch: Training batch (`x0`, `cond`, `metabolite`).
+            generator: Optional CPU random generator for the draw.
             lambda_adv: Adversarial weight; `None` draws one
                 ([`draw_lambda_adv`][mrsisr.one_step.OneStepPipeline.draw_lambda_adv]).
-            generator: Optional CPU random generator for the draw.
 
         Returns:
             Scalar loss.
@@ -164,15 +194,15 @@ class OneStepPipeline(nn.Module):
     def critic_loss(
         self,
         batch: Batch,
-        lambda_adv: float | None = None,
         generator: torch.Generator | None = None,
+        lambda_adv: float | None = None,
     ) -> Tensor:
         """Critic loss `D(fake) - D(real) + 10 GP` with fakes from the (frozen) network.
 
         Args:
             batch: Training batch.
-            lambda_adv: Weight the fakes are generated with; `None` draws one.
             generator: Optional CPU random generator (draw and penalty interpolation).
+            lambda_adv: Weight the fakes are generated with; `None` draws one.
 
         Returns:
             Scalar loss.
