@@ -530,9 +530,10 @@ class ConditionalFlow(nn.Module):
         mu = self.prior_mu.expand(batch_size, -1)
         if tau == 0:
             return mu
-        eps = torch.randn(
-            mu.shape, generator=generator, device=mu.device, dtype=mu.dtype
-        )
+        # Draw on the generator's device so a CPU generator reproduces on any device.
+        device = generator.device if generator is not None else mu.device
+        eps = torch.randn(mu.shape, generator=generator, device=device, dtype=mu.dtype)
+        eps = eps.to(mu.device)
         return mu + tau * self.prior_sigma * eps
 
     def sample(

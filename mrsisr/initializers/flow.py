@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from pytorch_msssim import ms_ssim
 from torch import Tensor, nn
 
+from mrsisr.diffusion import randn
 from mrsisr.errors import RecipeError
 from mrsisr.registries import INITIALIZERS
 from mrsisr.types import Condition, Schedule
@@ -47,7 +48,7 @@ def masked_noisy_target(
     Returns:
         `x_{t_start}` `(B, 1, H, W)`, zero outside the mask.
     """
-    noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype) * mask
+    noise = randn(x0.shape, x0, generator) * mask
     t = torch.full((x0.shape[0],), int(t_start), dtype=torch.long, device=x0.device)
     return schedule.q_sample(x0, t, noise)
 
