@@ -659,8 +659,8 @@ def make_phantom_cohort(
     Examples:
         >>> import tempfile
         >>> from mrsisr.data import load_subject, make_phantom_cohort
-        >>> out = make_phantom_cohort(tempfile.mkdtemp(), subjects=1, seed=3)
-        >>> sub = load_subject(out / "sub-01")
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     sub = load_subject(make_phantom_cohort(tmp, subjects=1, seed=3) / "sub-01")
         >>> sub.shape, sub.metabolites[:3]
         ((13, 64, 64), ('tCr', 'tCho', 'NAA'))
     """
