@@ -66,9 +66,10 @@ def _root() -> None:
 
 
 def _register_commands() -> None:
-    from mrsisr.cli import zoo
+    from mrsisr.cli import train, zoo
 
     zoo.register(app)
+    train.register(app)
     try:
         from mrsisr.cli import data
     except ImportError:  # the data commands arrive with mrsisr.data

@@ -28,7 +28,7 @@ import math
 import os
 import platform
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -280,6 +280,8 @@ class Trainer:
             (e.g. one trained truncated UNet serving FTDDM and TDPM).
         data_note: One line describing the data, for the card.
         progress: Show a rich progress bar.
+        on_step: Called as `on_step(stage_name, step)` after every completed step (after any
+            checkpoint of that step was written); for logging or tests.
     """
 
     def __init__(
@@ -294,8 +296,10 @@ class Trainer:
         reuse: Mapping[str, str | os.PathLike[str]] | None = None,
         data_note: str = "",
         progress: bool = True,
+        on_step: Callable[[str, int], None] | None = None,
     ) -> None:
         self.info = setup_distributed(config.device)
+        self.on_step = on_step
         self.pipeline = pipeline.to(self.info.device)
         self.recipe = recipe
         self.train_data = train_data
@@ -429,6 +433,8 @@ class Trainer:
                         self._save(stage, "best", done, optimizers, emas, best, history, wall + time.perf_counter() - t0)
                 if done % cfg.checkpoint_every == 0 or done == cfg.steps:
                     self._save(stage, "latest", done, optimizers, emas, best, history, wall + time.perf_counter() - t0)
+                if self.on_step is not None:
+                    self.on_step(stage.name, done)
         result.steps = cfg.steps
         result.final_loss = float(np.mean(history)) if history else None
         result.best_val_loss = None if not math.isfinite(best) else best
