@@ -87,6 +87,9 @@ class ActNorm(_NflowsActNorm):
         features: Number of channels.
     """
 
+    def __init__(self, features: int) -> None:
+        super().__init__(features)
+
     def _initialize(self, inputs: Tensor) -> None:
         if inputs.dim() == 4:
             inputs = inputs.permute(0, 2, 3, 1).reshape(-1, inputs.shape[1])
