@@ -246,3 +246,43 @@ def test_hybrid_gan_initializer_with_dpm_solver_pp() -> None:
     assert pipe.sample(cond).shape == (2, 1, SIZE, SIZE)
     assert pipe.nfe == 1 + pipe.sampler.nfe(100)
     assert set(pipe.parts()) == {"denoiser", "generator", "discriminator"}
+
+
+@pytest.mark.parametrize(
+    ("name", "total", "parts"),
+    [
+        ("ftddm", 50_544_205, {"denoiser": 32_989_761, "flow": 17_554_444}),
+        (
+            "tdpm",
+            60_603_522,
+            {"denoiser": 30_301_761, "generator": 30_301_761, "discriminator": 663_233},
+        ),
+    ],
+)
+def test_paper_size_recipes_count_like_table_1(name: str, total: int, parts: dict) -> None:
+    from mrsisr.pipeline import count_parameters
+    from mrsisr.recipes import load_recipe
+
+    pipe = load_recipe(name, size="paper").build()
+    counts = count_parameters(pipe)
+    assert counts == {"total": total, **parts}
+    assert pipe.nfe == 101 and pipe.t_start == 100
+    if name == "tdpm":  # both UNets are the DDPM network (no s-embedding), D listed, not counted
+        assert pipe.parts()["discriminator"][1] is False
+        assert not pipe.denoiser.use_scale and not pipe.initializer.generator.use_scale
+
+
+@pytest.mark.parametrize("name", ["ftddm", "tdpm"])
+def test_tiny_recipes_sample_and_switch_to_dpm_solver(name: str) -> None:
+    from mrsisr.recipes import load_recipe
+
+    override = {"sampler": {"type": "dpm_solver_pp", "steps": 10}}
+    pipe = load_recipe(name, size="tiny", overrides=override).build().eval()
+    assert pipe.nfe == 11
+    mask = torch.ones(1, 1, 64, 64)
+    mask[..., :8, :] = 0
+    cond = Condition(mask=mask, lr=torch.rand(1, 1, 64, 64) * mask, t1=torch.rand(1, 1, 64, 64),
+                     flair=torch.rand(1, 1, 64, 64), scale=torch.tensor([4.0]))
+    x = pipe.sample(cond, generator=torch.Generator().manual_seed(0))
+    assert x.shape == (1, 1, 64, 64) and torch.isfinite(x).all()
+    assert (x[..., :8, :] == 0).all() and x.min() >= 0 and x.max() <= 1
