@@ -16,6 +16,8 @@ the authors' code (pytorch-msssim needs images wider than 160 pixels for its fiv
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from pytorch_msssim import ms_ssim
@@ -24,7 +26,7 @@ from torch import Tensor, nn
 from mrsisr.diffusion import randn
 from mrsisr.errors import RecipeError
 from mrsisr.registries import INITIALIZERS
-from mrsisr.types import Condition, Schedule
+from mrsisr.types import Batch, Condition, Schedule
 
 __all__ = ["FlowInitializer", "guide_loss", "masked_noisy_target"]
 
@@ -189,6 +191,25 @@ class FlowInitializer(nn.Module):
         x_hat = self.flow.decode(z_mean, cond_img) * cond.mask
         guide = guide_loss(x_hat, x0, alpha=self.alpha, guide_size=self.guide_size)  # Eq. 9
         return nll + self.guide_weight * guide  # Eq. 10
+
+    def training_stages(self, t_start: int, schedule: Schedule) -> list[Any]:
+        """The flow's training stage (run after the denoiser's by the diffusion pipeline).
+
+        Adam lr 1e-4, betas (0.5, 0.9), as the authors; no EMA (the authors use the raw flow).
+
+        Args:
+            t_start: Truncation step whose noisy maps the flow models.
+            schedule: Noise schedule that defines `q(x_{t_start} | x_0)`.
+
+        Returns:
+            One [`Stage`][mrsisr.train.stages.Stage] named `flow`.
+        """
+        from mrsisr.train.stages import Stage
+
+        def loss(batch: Batch, generator: torch.Generator | None = None) -> Tensor:
+            return self.loss(batch.x0, batch.cond, t_start, schedule, generator)
+
+        return [Stage("flow", {"flow": self.flow}, loss, betas=(0.5, 0.9), ema=False)]
 
     def parts(self) -> dict[str, tuple[nn.Module, bool]]:
         """Return the trainable networks: the flow, counted in Table 1.

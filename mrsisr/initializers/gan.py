@@ -27,6 +27,8 @@ Losses (logits `D(x, y)` per patch, averaged):
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -35,7 +37,7 @@ from mrsisr.diffusion import randn
 from mrsisr.errors import RecipeError
 from mrsisr.initializers.flow import masked_noisy_target
 from mrsisr.registries import INITIALIZERS
-from mrsisr.types import Condition, Schedule
+from mrsisr.types import Batch, Condition, Schedule
 
 __all__ = ["GANInitializer"]
 
@@ -170,6 +172,41 @@ class GANInitializer(nn.Module):
             (grad,) = torch.autograd.grad(d_real.sum(), real, create_graph=True)
             loss = loss + 0.5 * self.r1_gamma * grad.pow(2).flatten(1).sum(1).mean()
         return loss
+
+    def training_stages(self, t_start: int, schedule: Schedule) -> list[Any]:
+        """The adversarial stage: one discriminator step, then one generator step.
+
+        Adam lr 1e-4 and betas (0.5, 0.99) for both networks (the usual GAN setting; TDPM's own
+        learning rates are for a generator that starts from a trained diffusion UNet). The
+        generator keeps an EMA, which is what sampling uses after training.
+
+        Args:
+            t_start: Truncation step the generator produces.
+            schedule: Noise schedule that defines the real samples `q(x_{t_start} | x_0)`.
+
+        Returns:
+            One [`Stage`][mrsisr.train.stages.Stage] named `generator` with the discriminator as
+            its critic.
+        """
+        from mrsisr.train.stages import Stage
+
+        def g_loss(batch: Batch, generator: torch.Generator | None = None) -> Tensor:
+            return self.generator_loss(batch.x0, batch.cond, t_start, schedule, generator)
+
+        def d_loss(batch: Batch, generator: torch.Generator | None = None) -> Tensor:
+            return self.discriminator_loss(batch.x0, batch.cond, t_start, schedule, generator)
+
+        return [
+            Stage(
+                "generator",
+                {"generator": self.generator},
+                g_loss,
+                betas=(0.5, 0.99),
+                critic_modules={"discriminator": self.discriminator},
+                critic_loss=d_loss,
+                critic_steps=1,
+            )
+        ]
 
     def parts(self) -> dict[str, tuple[nn.Module, bool]]:
         """Return the networks: the generator (counted in Table 1) and the discriminator (not).
