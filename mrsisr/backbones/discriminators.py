@@ -31,7 +31,7 @@ __all__ = ["PatchCritic"]
 
 @BACKBONES.register("patch_critic")
 class PatchCritic(nn.Module):
-    """Conditional patch discriminator on [x, mask, LR, T1, FLAIR]; strided convs, no norm.
+    """Conditional patch discriminator on (x, mask, LR, T1, FLAIR); strided convs, no norm.
 
     Args:
         in_channels: Channels of the judged map.
