@@ -1,0 +1,112 @@
+"""The diffusion loss (Eq. 5), predict_x0, the Eq. 12 step and the gaussian initializer."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from mrsisr.backbones.unet import UNet
+from mrsisr.diffusion import diffusion_loss, posterior_step, predict_x0
+from mrsisr.registries import INITIALIZERS
+from mrsisr.schedules import CosineSchedule
+from mrsisr.types import Condition, Initializer
+
+S = CosineSchedule(T=1000)
+
+
+def half_mask_cond(b: int = 8, size: int = 16) -> Condition:
+    mask = torch.zeros(b, 1, size, size)
+    mask[:, :, :, : size // 2] = 1
+    return Condition(mask, mask, mask, mask, torch.full((b,), 4.0))
+
+
+def test_loss_draws_t_in_1_to_t_train_and_feeds_masked_x_t():
+    cond = half_mask_cond()
+    x0 = torch.rand(8, 1, 16, 16) * cond.mask
+    seen = []
+
+    def spy(x_t, t, c):
+        seen.extend(t.tolist())
+        assert torch.count_nonzero(x_t * (1 - c.mask)) == 0  # noise is masked
+        return torch.zeros_like(x_t)
+
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(200):
+        diffusion_loss(spy, x0, cond, S, t_train=5, generator=gen)
+    assert set(seen) == {1, 2, 3, 4, 5}
+
+
+def test_loss_is_averaged_over_all_pixels():
+    # eps_theta = 0: the loss is mean(noise^2 * mask) over ALL pixels = mask fraction (0.5 here)
+    cond = half_mask_cond(b=16, size=32)
+    x0 = torch.rand(16, 1, 32, 32) * cond.mask
+    gen = torch.Generator().manual_seed(1)
+    loss = diffusion_loss(lambda x, t, c: torch.zeros_like(x), x0, cond, S, 1000, generator=gen)
+    n_in = 16 * 32 * 16  # in-mask pixels: chi^2 mean 0.5, sd sqrt(2 / n_in) / 2
+    assert abs(float(loss) - 0.5) < 4 * math.sqrt(2 / n_in) / 2
+
+
+def test_loss_is_zero_for_the_oracle_and_positive_otherwise():
+    cond = half_mask_cond()
+    x0 = torch.rand(8, 1, 16, 16) * cond.mask
+
+    def oracle(x_t, t, c):  # recovers the noise exactly from the known x0
+        g = S.gammas[t].float().view(-1, 1, 1, 1)
+        return (x_t - g.sqrt() * x0) / (1 - g).sqrt()
+
+    gen = torch.Generator().manual_seed(2)
+    assert float(diffusion_loss(oracle, x0, cond, S, 1000, generator=gen)) < 1e-8
+    assert float(diffusion_loss(lambda x, t, c: x, x0, cond, S, 1000, generator=gen)) > 1e-2
+
+
+def test_loss_trains_a_tiny_unet():
+    torch.manual_seed(0)
+    net = UNet(model_channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(),
+               image_size=16)
+    cond = half_mask_cond(4)
+    x0 = torch.rand(4, 1, 16, 16) * cond.mask
+    loss = diffusion_loss(net, x0, cond, S, 100, generator=torch.Generator().manual_seed(0))
+    loss.backward()
+    assert all(p.grad is not None for p in net.parameters())
+    with pytest.raises(ValueError, match="t_train"):
+        diffusion_loss(net, x0, cond, S, 0)
+
+
+def test_predict_x0_inverts_q_sample_up_to_t_T():
+    x0 = torch.rand(3, 1, 8, 8, dtype=torch.float64)
+    eps = torch.randn(3, 1, 8, 8, dtype=torch.float64)
+    t = torch.tensor([1, 500, 1000])
+    x_t = S.q_sample(x0, t, eps)
+    torch.testing.assert_close(predict_x0(eps, x_t, t, S), x0, rtol=0, atol=1e-7)
+    assert torch.isfinite(predict_x0(eps.float(), x_t.float(), 1000, S)).all()
+
+
+@pytest.mark.parametrize("t", [1, 2, 50, 999, 1000])
+def test_posterior_step_is_eq_12_when_unclipped(t):
+    x_t, eps, z = torch.randn(3, 1, 4, 4, dtype=torch.float64).unbind(0)
+    beta, g, gp = float(S.betas[t]), float(S.gammas[t]), float(S.gammas[t - 1])
+    sigma = math.sqrt((1 - gp) / (1 - g) * beta)
+    noise = z if t > 1 else None
+    expected = (x_t - beta / math.sqrt(1 - g) * eps) / math.sqrt(1 - beta)  # Eq. 12
+    if t > 1:
+        expected = expected + math.sqrt(0.9) * sigma * z
+    got = posterior_step(x_t, predict_x0(eps, x_t, t, S), g, gp, noise, tau=0.9)
+    torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-9)
+
+
+def test_gaussian_initializer():
+    init = INITIALIZERS.build("gaussian")
+    assert isinstance(init, Initializer) and init.nfe == 0
+    assert sum(p.numel() for p in init.parameters()) == 0
+    cond = half_mask_cond(4, 64)
+    x = init.sample(cond, 1000, S, generator=torch.Generator().manual_seed(0))
+    assert x.shape == (4, 1, 64, 64)
+    assert torch.count_nonzero(x * (1 - cond.mask)) == 0
+    inside = x[cond.mask.bool()]
+    n = inside.numel()
+    assert abs(float(inside.mean())) < 4 / math.sqrt(n)
+    assert abs(float(inside.std()) - 1) < 4 / math.sqrt(2 * n)
+    y = init.sample(cond, 1000, S, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(x, y)
