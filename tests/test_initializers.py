@@ -332,3 +332,18 @@ def test_trainer_runs_the_initializer_stages(tmp_path, init_name: str, stages: l
     if init_name == "flow":  # ActNorm took its data-dependent init from the first batch
         assert all(bool(m.initialized) for m in pipe.initializer.flow.modules()
                    if hasattr(m, "initialized"))
+
+
+@pytest.mark.parametrize("size", ["paper", "small", "tiny"])
+def test_one_truncated_unet_serves_ftddm_and_tdpm(size: str) -> None:
+    # tdpm's own denoiser is the DDPM UNet (Table 1); with use_scale on it is ftddm's network,
+    # so a truncated UNet trained for one loads into the other.
+    from mrsisr.recipes import load_recipe
+
+    ftddm = load_recipe("ftddm", size=size).tables["denoiser"]
+    tdpm = load_recipe("tdpm", size=size, overrides={"denoiser.use_scale": True}).tables["denoiser"]
+    assert ftddm == tdpm
+    if size == "tiny":
+        a = load_recipe("ftddm", size=size).build().denoiser
+        b = load_recipe("tdpm", size=size, overrides={"denoiser.use_scale": True}).build().denoiser
+        b.load_state_dict(a.state_dict())  # strict: same keys and shapes
