@@ -110,3 +110,23 @@ def test_gaussian_initializer():
     assert abs(float(inside.std()) - 1) < 4 / math.sqrt(2 * n)
     y = init.sample(cond, 1000, S, generator=torch.Generator().manual_seed(0))
     assert torch.equal(x, y)
+
+
+@pytest.mark.parametrize(
+    ("name", "nfe"), [("ddpm", 1000), ("ddpm_respace", 100), ("dpm_solver_pp", 100)]
+)
+def test_zoo_recipes_paper_counts_and_tiny_sampling(name, nfe):
+    from mrsisr.pipeline import count_parameters
+    from mrsisr.recipes import load_recipe
+
+    paper = load_recipe(name, size="paper").build()
+    assert count_parameters(paper)["total"] == 30_301_761  # Table 1: 30.3M
+    assert paper.nfe == nfe and paper.t_start == 1000
+    # tiny, with a short chain so that the test stays fast
+    tiny = load_recipe(name, size="tiny", overrides={"pipeline": {"t_start": 12}}).build()
+    cond = half_mask_cond(2, 64)
+    x = tiny.sample(cond, generator=torch.Generator().manual_seed(0))
+    assert x.shape == (2, 1, 64, 64) and torch.isfinite(x).all()
+    assert float(x.min()) >= 0 and float(x.max()) <= 1
+    assert torch.count_nonzero(x * (1 - cond.mask)) == 0
+    assert tiny.nfe == min(nfe, 12)
