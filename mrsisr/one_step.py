@@ -23,9 +23,6 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-# PIPELINES imports `mrsisr.pipeline` and this module; importing the Flow Enhancer here registers
-# it too (it is a one-step method as well).
-from mrsisr import flow_enhancer  # noqa: F401
 from mrsisr.backbones.critic import CRITIC_STEPS, GP_WEIGHT
 from mrsisr.backbones.critic import critic_loss as _critic_loss
 from mrsisr.backbones.critic import generator_loss as _generator_loss

@@ -97,7 +97,9 @@ class DiffusionPipeline(nn.Module):
         """
         from mrsisr.diffusion import diffusion_loss
 
-        return diffusion_loss(self.denoiser, batch.x0, batch.cond, self.schedule, self.t_start, generator)
+        return diffusion_loss(
+            self.denoiser, batch.x0, batch.cond, self.schedule, self.t_start, generator
+        )
 
     def training_stages(self) -> list[Any]:
         """Training stages, in order: the denoiser, then the initializer's own stages (if any).

@@ -48,11 +48,12 @@ import copy
 import inspect
 import math
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from mrsisr.errors import MrsisrError, RecipeError, UnknownNameError
 from mrsisr.registry import Registry
@@ -360,7 +361,9 @@ def _nest(overrides: Mapping[str, Any]) -> dict[str, Any]:
     return nested
 
 
-def _merge_tables(base: Mapping[str, Any], over: Mapping[str, Any], *, where: str) -> dict[str, Any]:
+def _merge_tables(
+    base: Mapping[str, Any], over: Mapping[str, Any], *, where: str
+) -> dict[str, Any]:
     out = copy.deepcopy(dict(base))
     for key, value in over.items():
         if isinstance(value, Mapping):
@@ -368,7 +371,9 @@ def _merge_tables(base: Mapping[str, Any], over: Mapping[str, Any], *, where: st
             replaces = not isinstance(old, dict) or (
                 "type" in value and value.get("type") != old.get("type")
             )
-            out[key] = copy.deepcopy(dict(value)) if replaces else _merge_tables(old, value, where=where)
+            out[key] = (
+                copy.deepcopy(dict(value)) if replaces else _merge_tables(old, value, where=where)
+            )
         else:
             out[key] = copy.deepcopy(value)
     return out

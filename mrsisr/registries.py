@@ -23,7 +23,9 @@ BACKBONES: Registry = Registry("backbones", locations=["mrsisr.backbones"])
 SAMPLERS: Registry = Registry("samplers", locations=["mrsisr.samplers"])
 CONDITIONING: Registry = Registry("conditioning", locations=["mrsisr.conditioning"])
 SCHEDULES: Registry = Registry("schedules", locations=["mrsisr.schedules"])
-PIPELINES: Registry = Registry("pipelines", locations=["mrsisr.pipeline", "mrsisr.one_step"])
+PIPELINES: Registry = Registry(
+    "pipelines", locations=["mrsisr.pipeline", "mrsisr.one_step", "mrsisr.flow_enhancer"]
+)
 
 
 def _populate_recipes(reg: Registry) -> None:

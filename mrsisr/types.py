@@ -63,7 +63,9 @@ class Condition:
         parts = ([self.mask] if mask else []) + [self.lr] + ([self.t1, self.flair] if mri else [])
         return torch.cat(parts, dim=1)
 
-    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> Condition:
+    def to(
+        self, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+    ) -> Condition:
         """Return a copy on another device and/or floating dtype (the mask keeps its values).
 
         Args:
@@ -73,7 +75,9 @@ class Condition:
         Returns:
             The moved condition.
         """
-        return Condition(**{f.name: getattr(self, f.name).to(device=device, dtype=dtype) for f in fields(self)})
+        return Condition(
+            **{f.name: getattr(self, f.name).to(device=device, dtype=dtype) for f in fields(self)}
+        )
 
     def repeat(self, n: int) -> Condition:
         """Repeat every sample `n` times (sample-major: s0, s0, ..., s1, s1, ...).
@@ -84,7 +88,9 @@ class Condition:
         Returns:
             A condition with batch size `B * n`.
         """
-        return Condition(**{f.name: getattr(self, f.name).repeat_interleave(n, dim=0) for f in fields(self)})
+        return Condition(
+            **{f.name: getattr(self, f.name).repeat_interleave(n, dim=0) for f in fields(self)}
+        )
 
     def __getitem__(self, index: Any) -> Condition:
         return Condition(**{f.name: getattr(self, f.name)[index] for f in fields(self)})

@@ -34,8 +34,13 @@ def test_round_trip_continues_exactly(tmp_path):
     net, opt = make()
     ema = make(1)[0]
     train_steps(net, opt, 3)
-    save_checkpoint(tmp_path / "ck", modules={"denoiser": net}, ema={"denoiser": ema},
-                    optimizers={"adam": opt}, state={"step": 3, "recipe": {"name": "x"}})
+    save_checkpoint(
+        tmp_path / "ck",
+        modules={"denoiser": net},
+        ema={"denoiser": ema},
+        optimizers={"adam": opt},
+        state={"step": 3, "recipe": {"name": "x"}},
+    )
     random.random(), np.random.rand()
     expected_py, expected_np = random.random(), np.random.rand()
     train_steps(net, opt, 2)
@@ -45,10 +50,14 @@ def test_round_trip_continues_exactly(tmp_path):
     ema2 = make(6)[0]
     ck = load_checkpoint(tmp_path / "ck")
     assert ck.step == 3 and ck.state["recipe"] == {"name": "x"}
-    restore_checkpoint(ck, modules={"denoiser": net2}, ema={"denoiser": ema2}, optimizers={"adam": opt2})
+    restore_checkpoint(
+        ck, modules={"denoiser": net2}, ema={"denoiser": ema2}, optimizers={"adam": opt2}
+    )
     random.random(), np.random.rand()
     assert (random.random(), np.random.rand()) == (expected_py, expected_np)
-    restore_checkpoint(ck, modules={"denoiser": net2}, ema={"denoiser": ema2}, optimizers={"adam": opt2})
+    restore_checkpoint(
+        ck, modules={"denoiser": net2}, ema={"denoiser": ema2}, optimizers={"adam": opt2}
+    )
     train_steps(net2, opt2, 2)  # same RNG stream, same optimizer moments -> same weights
     for a, b in zip(reference, net2.parameters()):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
@@ -73,10 +82,14 @@ def test_failed_write_keeps_previous_checkpoint(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]
 
 
-@pytest.mark.parametrize("damage", ["truncate_weights", "flip_byte", "bad_json", "missing_state", "wrong_format"])
+@pytest.mark.parametrize(
+    "damage", ["truncate_weights", "flip_byte", "bad_json", "missing_state", "wrong_format"]
+)
 def test_damaged_checkpoint_gives_clear_error(tmp_path, damage):
     net, opt = make()
-    ck = save_checkpoint(tmp_path / "ck", modules={"m": net}, optimizers={"adam": opt}, state={"step": 1})
+    ck = save_checkpoint(
+        tmp_path / "ck", modules={"m": net}, optimizers={"adam": opt}, state={"step": 1}
+    )
     weights = ck / "weights.safetensors"
     if damage == "truncate_weights":
         data = weights.read_bytes()

@@ -23,8 +23,19 @@ def plugin_site(tmp_path_factory):
     shutil.copytree(ROOT / "plugins" / "mrsisr-ddim", src)
     site = work / "site"
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--no-index", "--target", str(site), str(src)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--target",
+            str(site),
+            str(src),
+        ],
         check=True,
         capture_output=True,
     )
@@ -33,7 +44,9 @@ def plugin_site(tmp_path_factory):
 
 def run(site: Path, *args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(site), str(ROOT)]), COLUMNS="200")
-    return subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, *args], env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_plugin_entry_appears_in_mrsisr_list(plugin_site):
@@ -46,8 +59,13 @@ def test_plugin_entry_appears_in_mrsisr_list(plugin_site):
 
 def test_plugin_is_invisible_without_install():
     env = dict(os.environ, PYTHONPATH=str(ROOT), COLUMNS="200")
-    out = subprocess.run([sys.executable, "-m", "mrsisr", "list", "samplers"], env=env,
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-m", "mrsisr", "list", "samplers"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0 and " ddim " not in out.stdout
 
 

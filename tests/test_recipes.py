@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import textwrap
-import tomllib
 
 import pytest
+import tomllib
 import torch
 from torch import nn
 
@@ -63,8 +63,15 @@ class ToySampler:
 def registries():
     regs = {
         role: Registry(role, entry_points=lambda g: [])
-        for role in ("initializers", "backbones", "samplers", "conditioning", "schedules",
-                     "pipelines", "recipes")
+        for role in (
+            "initializers",
+            "backbones",
+            "samplers",
+            "conditioning",
+            "schedules",
+            "pipelines",
+            "recipes",
+        )
     }
     regs["schedules"].register("toy", ToySchedule)
     regs["backbones"].register("toy_net", ToyNet)
@@ -150,7 +157,11 @@ def test_python_overrides_nested_and_dotted(tmp_path, registries):
     path = write(tmp_path, RECIPE)
     a = load_recipe(path, overrides={"sampler": {"steps": 7}}, registries=registries)
     b = load_recipe(path, overrides={"sampler.steps": 7}, registries=registries)
-    assert a.tables["sampler"] == b.tables["sampler"] == {"type": "toy_sampler", "tau_d": 0.9, "steps": 7}
+    assert (
+        a.tables["sampler"]
+        == b.tables["sampler"]
+        == {"type": "toy_sampler", "tau_d": 0.9, "steps": 7}
+    )
 
 
 def test_toml_override_through_base(tmp_path, registries, monkeypatch):
@@ -165,7 +176,8 @@ def test_toml_override_through_base(tmp_path, registries, monkeypatch):
         [sampler]
         type = "other_sampler"
         steps = 2
-        """ % (tmp_path / "toy.toml"),
+        """
+        % (tmp_path / "toy.toml"),
         name="child.toml",
     )
     r = load_recipe(child, size="tiny", registries=registries)
@@ -201,23 +213,36 @@ def test_resolved_recipe_round_trips_through_toml(tmp_path, registries):
 @pytest.mark.parametrize(
     ("edit", "expected"),
     [
-        (('type = "toy_sampler"', 'type = "toy_samplr"'),
-         r"toy\.toml: \[sampler\] key 'type': unknown samplers entry 'toy_samplr'\. Did you mean 'toy_sampler'\?"),
-        (("tau_d = 0.9", "tau = 0.9"),
-         r"toy\.toml: \[sampler\] unknown key 'tau' for samplers 'toy_sampler'\. Did you mean 'tau_d'\?"),
-        (("width = 8", "widht = 8"),
-         r"toy\.toml: \[initializer\.generator\] unknown key 'widht' for backbones 'toy_net'"),
-        (("[sizes.tiny.denoiser]", "[sizes.tiny.decoder]"),
-         r"toy\.toml: \[sizes\.tiny\.decoder\] overrides a table that the recipe does not have"),
-        (('title = "A toy method"', 'title = "A toy method"\nauthor = "x"'),
-         r"toy\.toml: \[recipe\] unknown key 'author'"),
-        (("[schedule]\ntype", "[schedule]\nkind"),
-         r"toy\.toml: \[schedule\] has no 'type' key"),
-        (("t_start = 5", "t_start = 5\nimport = 'os'"),
-         r"toy\.toml: \[pipeline\] unknown key 'import' for pipelines 'diffusion'"),
+        (
+            ('type = "toy_sampler"', 'type = "toy_samplr"'),
+            r"toy\.toml: \[sampler\] key 'type': unknown samplers entry 'toy_samplr'\. Did you mean 'toy_sampler'\?",
+        ),
+        (
+            ("tau_d = 0.9", "tau = 0.9"),
+            r"toy\.toml: \[sampler\] unknown key 'tau' for samplers 'toy_sampler'\. Did you mean 'tau_d'\?",
+        ),
+        (
+            ("width = 8", "widht = 8"),
+            r"toy\.toml: \[initializer\.generator\] unknown key 'widht' for backbones 'toy_net'",
+        ),
+        (
+            ("[sizes.tiny.denoiser]", "[sizes.tiny.decoder]"),
+            r"toy\.toml: \[sizes\.tiny\.decoder\] overrides a table that the recipe does not have",
+        ),
+        (
+            ('title = "A toy method"', 'title = "A toy method"\nauthor = "x"'),
+            r"toy\.toml: \[recipe\] unknown key 'author'",
+        ),
+        (("[schedule]\ntype", "[schedule]\nkind"), r"toy\.toml: \[schedule\] has no 'type' key"),
+        (
+            ("t_start = 5", "t_start = 5\nimport = 'os'"),
+            r"toy\.toml: \[pipeline\] unknown key 'import' for pipelines 'diffusion'",
+        ),
         (("[sampler]", "[sampler]]"), r"toy\.toml: not valid TOML"),
-        (("[sampler]", "[extra]\ntype = \"toy_net\"\n\n[sampler]"),
-         r"toy\.toml: \[extra\] is not a part of pipeline 'diffusion'"),
+        (
+            ("[sampler]", '[extra]\ntype = "toy_net"\n\n[sampler]'),
+            r"toy\.toml: \[extra\] is not a part of pipeline 'diffusion'",
+        ),
     ],
 )
 def test_bad_recipes_name_file_table_and_key(tmp_path, registries, edit, expected):
@@ -229,13 +254,17 @@ def test_bad_recipes_name_file_table_and_key(tmp_path, registries, edit, expecte
 
 
 def test_unknown_size(tmp_path, registries):
-    with pytest.raises(RecipeError, match=r"no size 'huge'; this recipe defines paper, small, tiny"):
+    with pytest.raises(
+        RecipeError, match=r"no size 'huge'; this recipe defines paper, small, tiny"
+    ):
         load_recipe(write(tmp_path, RECIPE), size="huge", registries=registries)
 
 
 def test_constructor_rejection_names_the_table(tmp_path, registries):
     path = write(tmp_path, RECIPE.replace("t_start = 5", "t_start = 50"))
-    with pytest.raises(RecipeError, match=r"\[pipeline\] type 'diffusion' rejected its arguments: t_start"):
+    with pytest.raises(
+        RecipeError, match=r"\[pipeline\] type 'diffusion' rejected its arguments: t_start"
+    ):
         load_recipe(path, registries=registries).build()
 
 

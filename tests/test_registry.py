@@ -167,7 +167,13 @@ def test_builtin_registries_cover_every_role():
     from mrsisr.registries import ROLES
 
     assert set(ROLES) == {
-        "initializers", "backbones", "samplers", "conditioning", "schedules", "pipelines", "recipes"
+        "initializers",
+        "backbones",
+        "samplers",
+        "conditioning",
+        "schedules",
+        "pipelines",
+        "recipes",
     }
     for role, reg in ROLES.items():
         assert reg.group == f"mrsisr.{role}"

@@ -63,7 +63,9 @@ exec(SETUP, ns)
 def config(**kw):
     from mrsisr.train.engine import TrainConfig
 
-    base = dict(steps=8, batch_size=2, seed=0, checkpoint_every=2, validate_every=4, val_batches=2, lr=1e-3)
+    base = dict(
+        steps=8, batch_size=2, seed=0, checkpoint_every=2, validate_every=4, val_batches=2, lr=1e-3
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -77,7 +79,9 @@ def test_run_folder_card_and_weights(tmp_path):
 
     train, val = ns["make_data"]()
     pipe = ns["make_pipeline"]()
-    results = Trainer(pipe, ns["RECIPE"], train, val, tmp_path / "run", config(), progress=False).run()
+    results = Trainer(
+        pipe, ns["RECIPE"], train, val, tmp_path / "run", config(), progress=False
+    ).run()
     (res,) = results
     assert res.name == "denoiser" and res.steps == 8 and np.isfinite(res.final_loss)
     assert res.best_val_loss is not None and np.isfinite(res.best_val_loss)
@@ -99,9 +103,19 @@ def test_existing_run_needs_resume(tmp_path):
     from mrsisr.train.engine import Trainer
 
     train, val = ns["make_data"]()
-    Trainer(ns["make_pipeline"](), ns["RECIPE"], train, None, tmp_path, config(steps=2), progress=False).run()
+    Trainer(
+        ns["make_pipeline"](), ns["RECIPE"], train, None, tmp_path, config(steps=2), progress=False
+    ).run()
     with pytest.raises(MrsisrError, match="already holds a run; pass --resume"):
-        Trainer(ns["make_pipeline"](), ns["RECIPE"], train, None, tmp_path, config(steps=2), progress=False).run()
+        Trainer(
+            ns["make_pipeline"](),
+            ns["RECIPE"],
+            train,
+            None,
+            tmp_path,
+            config(steps=2),
+            progress=False,
+        ).run()
 
 
 def test_loss_goes_down_on_a_fixed_batch():
@@ -143,8 +157,13 @@ KILL_SCRIPT = SETUP + textwrap.dedent(
 
 def run_script(*args):
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
-    return subprocess.run([sys.executable, "-c", KILL_SCRIPT, *map(str, args)], env=env,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-c", KILL_SCRIPT, *map(str, args)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
@@ -189,10 +208,25 @@ def test_ddp_two_gloo_processes_end_identical(tmp_path):
     port = free_port()
     procs = []
     for rank in range(2):
-        env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", RANK=str(rank),
-                   LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-        procs.append(subprocess.Popen([sys.executable, "-c", DDP_WORKER, str(tmp_path)], env=env,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        env = dict(
+            os.environ,
+            PYTHONPATH=str(ROOT),
+            OMP_NUM_THREADS="1",
+            RANK=str(rank),
+            LOCAL_RANK=str(rank),
+            WORLD_SIZE="2",
+            MASTER_ADDR="127.0.0.1",
+            MASTER_PORT=str(port),
+        )
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-c", DDP_WORKER, str(tmp_path)],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     for p in procs:
         _, err = p.communicate(timeout=600)
         assert p.returncode == 0, err

@@ -15,23 +15,38 @@ console = Console()
 
 
 def train_cmd(
-    name: Annotated[str, typer.Argument(help="Recipe name from the zoo, or a path to a TOML file.")],
-    out: Annotated[str, typer.Option("--out", "-o", help="Run folder (checkpoints, weights, card).")],
-    data: Annotated[str, typer.Option(help="'phantom' or a folder of subject folders.")] = "phantom",
-    fold: Annotated[int, typer.Option(min=0, max=4, help="Fold: test = group K, validation = group K+1.")] = 0,
+    name: Annotated[
+        str, typer.Argument(help="Recipe name from the zoo, or a path to a TOML file.")
+    ],
+    out: Annotated[
+        str, typer.Option("--out", "-o", help="Run folder (checkpoints, weights, card).")
+    ],
+    data: Annotated[
+        str, typer.Option(help="'phantom' or a folder of subject folders.")
+    ] = "phantom",
+    fold: Annotated[
+        int, typer.Option(min=0, max=4, help="Fold: test = group K, validation = group K+1.")
+    ] = 0,
     size: SizeOption = "small",
     steps: Annotated[int, typer.Option(min=1, help="Optimiser steps per stage.")] = 1000,
     batch: Annotated[int, typer.Option("--batch", min=1, help="Maps per step (per process).")] = 8,
-    lr: Annotated[float | None, typer.Option(help="Learning rate for every stage (default: each stage's paper value).")] = None,
+    lr: Annotated[
+        float | None,
+        typer.Option(help="Learning rate for every stage (default: each stage's paper value)."),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of every random draw.")] = 0,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     checkpoint_every: Annotated[int, typer.Option(min=1, help="Steps between checkpoints.")] = 250,
-    validate_every: Annotated[int, typer.Option(min=1, help="Steps between validation passes.")] = 250,
+    validate_every: Annotated[
+        int, typer.Option(min=1, help="Steps between validation passes.")
+    ] = 250,
     val_batches: Annotated[int, typer.Option(min=0, help="Validation batches per pass.")] = 8,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out.")] = False,
     reuse: Annotated[
         list[str] | None,
-        typer.Option(help="STAGE=PATH: load that stage's weights from a run or weights file instead of training it (repeatable)."),
+        typer.Option(
+            help="STAGE=PATH: load that stage's weights from a run or weights file instead of training it (repeatable)."
+        ),
     ] = None,
     set_: SetOption = None,
 ) -> None:
@@ -54,12 +69,25 @@ def train_cmd(
             raise MrsisrError(f"--reuse '{item}': expected STAGE=PATH, e.g. denoiser=runs/unet")
         reuse_map[stage] = path
     config = TrainConfig(
-        steps=steps, batch_size=batch, seed=seed, lr=lr, checkpoint_every=checkpoint_every,
-        validate_every=validate_every, val_batches=val_batches, device=device,
+        steps=steps,
+        batch_size=batch,
+        seed=seed,
+        lr=lr,
+        checkpoint_every=checkpoint_every,
+        validate_every=validate_every,
+        val_batches=val_batches,
+        device=device,
     )
     results = train_recipe(
-        name, out=out, data=data, fold=fold, size=size, config=config,
-        overrides=parse_overrides(set_), reuse=reuse_map, resume=resume,
+        name,
+        out=out,
+        data=data,
+        fold=fold,
+        size=size,
+        config=config,
+        overrides=parse_overrides(set_),
+        reuse=reuse_map,
+        resume=resume,
     )
     table = Table(title=f"trained {name} ({size}) -> {out}", title_justify="left", show_edge=False)
     for col in ("stage", "steps", "final loss", "best val loss", "time"):

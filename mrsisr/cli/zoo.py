@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-import tomllib
 from typing import Annotated, Any
 
+import tomllib
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from mrsisr.errors import MrsisrError, RecipeError
@@ -68,8 +69,10 @@ def _role(role: str) -> str:
 def list_cmd(
     role: Annotated[
         str | None,
-        typer.Argument(help="Role to list (initializers, backbones, samplers, conditioning, "
-                       "schedules, pipelines, recipes); all when omitted."),
+        typer.Argument(
+            help="Role to list (initializers, backbones, samplers, conditioning, "
+            "schedules, pipelines, recipes); all when omitted."
+        ),
     ] = None,
 ) -> None:
     """List the registered components, with one-line descriptions and their origin."""
@@ -85,12 +88,14 @@ def list_cmd(
         table.add_column("from", style="dim", no_wrap=True)
         for entry in reg.entries():
             origin = f"plugin: {entry.plugin}" if entry.plugin else "built-in"
-            table.add_row(entry.name, entry.description, origin)
+            table.add_row(escape(entry.name), escape(entry.description), escape(origin))
         console.print(table)
         console.print()
         problems.extend(reg.problems)
     for p in problems:
-        console.print(f"[red]skipped plugin[/red] {p.name} ({p.distribution}): {p.message}")
+        console.print(
+            f"[red]skipped plugin[/red] {escape(p.name)} ({escape(p.distribution)}): {escape(p.message)}"
+        )
 
 
 recipe_app = typer.Typer(help="Read, check and print recipes.", no_args_is_help=True)
@@ -98,7 +103,9 @@ recipe_app = typer.Typer(help="Read, check and print recipes.", no_args_is_help=
 
 @recipe_app.command("show")
 def recipe_show(
-    name: Annotated[str, typer.Argument(help="Recipe name from the zoo, or a path to a TOML file.")],
+    name: Annotated[
+        str, typer.Argument(help="Recipe name from the zoo, or a path to a TOML file.")
+    ],
     size: SizeOption = "paper",
     set_: SetOption = None,
 ) -> None:
@@ -122,7 +129,9 @@ def recipe_check(
     typer.echo(f"{first.where}: ok ({', '.join(first.sizes)})")
 
 
-def recipe_info(name: str, size: str = "paper", overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+def recipe_info(
+    name: str, size: str = "paper", overrides: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Build a recipe and report its parts, parameter counts and NFE.
 
     Args:
@@ -136,7 +145,6 @@ def recipe_info(name: str, size: str = "paper", overrides: dict[str, Any] | None
     import torch
 
     from mrsisr.pipeline import count_parameters, pipeline_parts
-
     from mrsisr.recipes import load_recipe
 
     recipe = load_recipe(name, size=size, overrides=overrides)
@@ -153,7 +161,9 @@ def recipe_info(name: str, size: str = "paper", overrides: dict[str, Any] | None
 
 
 def info_cmd(
-    name: Annotated[str, typer.Argument(help="Recipe name from the zoo, or a path to a TOML file.")],
+    name: Annotated[
+        str, typer.Argument(help="Recipe name from the zoo, or a path to a TOML file.")
+    ],
     size: SizeOption = "paper",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     set_: SetOption = None,

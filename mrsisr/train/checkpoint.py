@@ -78,7 +78,7 @@ class Checkpoint:
             CheckpointError: If the checkpoint has no such part.
         """
         prefix = f"ema.{part}." if ema else f"{part}."
-        out = {k[len(prefix):]: v for k, v in self.weights.items() if k.startswith(prefix)}
+        out = {k[len(prefix) :]: v for k, v in self.weights.items() if k.startswith(prefix)}
         if not out:
             have = sorted({k.split(".")[0] for k in self.weights if not k.startswith("ema.")})
             raise CheckpointError(
@@ -96,7 +96,9 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _optimizer_to_flat(name: str, opt: torch.optim.Optimizer) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+def _optimizer_to_flat(
+    name: str, opt: torch.optim.Optimizer
+) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     sd = opt.state_dict()
     tensors: dict[str, torch.Tensor] = {}
     state_meta: dict[str, dict[str, Any]] = {}
@@ -113,7 +115,9 @@ def _optimizer_to_flat(name: str, opt: torch.optim.Optimizer) -> tuple[dict[str,
     return {"param_groups": sd["param_groups"], "state": state_meta}, tensors
 
 
-def _optimizer_from_flat(entry: Mapping[str, Any], tensors: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+def _optimizer_from_flat(
+    entry: Mapping[str, Any], tensors: Mapping[str, torch.Tensor]
+) -> dict[str, Any]:
     state: dict[int, dict[str, Any]] = {}
     for idx, slots in entry["state"].items():
         state[int(idx)] = {
@@ -217,7 +221,10 @@ def save_checkpoint(
     try:
         save_file(weights, str(tmp / WEIGHTS))
         save_file(tensors, str(tmp / STATE_TENSORS))
-        meta["sha256"] = {WEIGHTS: _sha256(tmp / WEIGHTS), STATE_TENSORS: _sha256(tmp / STATE_TENSORS)}
+        meta["sha256"] = {
+            WEIGHTS: _sha256(tmp / WEIGHTS),
+            STATE_TENSORS: _sha256(tmp / STATE_TENSORS),
+        }
         with open(tmp / STATE_JSON, "w") as fh:
             json.dump(meta, fh, indent=1, default=_json_default)
             fh.flush()
@@ -266,9 +273,13 @@ def load_checkpoint(path: str | os.PathLike[str], *, verify: bool = True) -> Che
         with open(path / STATE_JSON) as fh:
             state = json.load(fh)
     except FileNotFoundError:
-        raise CheckpointError(f"{path / STATE_JSON}: missing; not a complete mrsisr checkpoint") from None
+        raise CheckpointError(
+            f"{path / STATE_JSON}: missing; not a complete mrsisr checkpoint"
+        ) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{path / STATE_JSON}: corrupted ({exc}); use an earlier checkpoint") from None
+        raise CheckpointError(
+            f"{path / STATE_JSON}: corrupted ({exc}); use an earlier checkpoint"
+        ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path / STATE_JSON}: not an {FORMAT} checkpoint")
     hashes = state.get("sha256", {})
@@ -278,7 +289,9 @@ def load_checkpoint(path: str | os.PathLike[str], *, verify: bool = True) -> Che
         if not f.is_file():
             raise CheckpointError(f"{f}: missing; not a complete mrsisr checkpoint")
         if verify and hashes.get(name) != _sha256(f):
-            raise CheckpointError(f"{f}: contents do not match the recorded hash (truncated or corrupted); use an earlier checkpoint")
+            raise CheckpointError(
+                f"{f}: contents do not match the recorded hash (truncated or corrupted); use an earlier checkpoint"
+            )
         try:
             files[name] = load_file(str(f))
         except (SafetensorError, OSError, ValueError) as exc:
@@ -317,7 +330,9 @@ def restore_checkpoint(
         try:
             opt.load_state_dict(_optimizer_from_flat(saved[name], ckpt.tensors))
         except (KeyError, ValueError) as exc:
-            raise CheckpointError(f"{ckpt.path}: optimizer '{name}' does not match ({exc})") from None
+            raise CheckpointError(
+                f"{ckpt.path}: optimizer '{name}' does not match ({exc})"
+            ) from None
     if restore_rng and "rng" in ckpt.state:
         set_rng_state(ckpt.state["rng"], ckpt.tensors)
 

@@ -166,14 +166,16 @@ class BatchPlan:
     """Which maps make up step `k`'s batch, as a pure function of `k` (for exact resume).
 
     Args:
-        dataset: An [`MRSIDataset`][mrsisr.data.MRSIDataset].
+        dataset: An [`MRSIDataset`][mrsisr.data.dataset.MRSIDataset].
         batch_size: Maps per process.
         seed: Shuffling seed.
         world: Number of processes; each global batch has `batch_size * world` maps.
         rank: This process's rank; it takes its contiguous share of each global batch.
     """
 
-    def __init__(self, dataset: Any, batch_size: int, seed: int, world: int = 1, rank: int = 0) -> None:
+    def __init__(
+        self, dataset: Any, batch_size: int, seed: int, world: int = 1, rank: int = 0
+    ) -> None:
         from mrsisr.data import MetaboliteBatchSampler
 
         if len(dataset) == 0:
@@ -256,7 +258,11 @@ def _params(modules: Mapping[str, nn.Module]) -> list[nn.Parameter]:
 @contextmanager
 def _swapped(modules: Mapping[str, nn.Module], emas: Mapping[str, Any]):
     """Temporarily load EMA weights into the live modules."""
-    saved = {k: {n: t.detach().clone() for n, t in m.state_dict().items()} for k, m in modules.items() if k in emas}
+    saved = {
+        k: {n: t.detach().clone() for n, t in m.state_dict().items()}
+        for k, m in modules.items()
+        if k in emas
+    }
     try:
         for k, ema in emas.items():
             modules[k].load_state_dict(ema.module.state_dict())
@@ -272,7 +278,7 @@ class Trainer:
     Args:
         pipeline: The built pipeline (its parts are trained in place).
         recipe: The resolved recipe it was built from (recorded in checkpoints and the card).
-        train_data: Training dataset ([`MRSIDataset`][mrsisr.data.MRSIDataset] with augmentation).
+        train_data: Training dataset ([`MRSIDataset`][mrsisr.data.dataset.MRSIDataset] with augmentation).
         val_data: Validation dataset, or `None` to skip validation.
         out_dir: Run folder.
         config: Run settings.
@@ -313,7 +319,9 @@ class Trainer:
         names = [s.name for s in self.stages]
         for k in self.reuse:
             if k not in names:
-                raise MrsisrError(f"--reuse {k}=...: no stage '{k}'; this recipe trains: {', '.join(names)}")
+                raise MrsisrError(
+                    f"--reuse {k}=...: no stage '{k}'; this recipe trains: {', '.join(names)}"
+                )
 
     # ------------------------------------------------------------------ public
     def run(self, resume: bool = False) -> list[StageResult]:
@@ -331,7 +339,9 @@ class Trainer:
         """
         if self.info.main:
             if not resume and (self.out / "stages").exists():
-                raise MrsisrError(f"{self.out}: already holds a run; pass --resume to continue it or choose another --out")
+                raise MrsisrError(
+                    f"{self.out}: already holds a run; pass --resume to continue it or choose another --out"
+                )
             self.out.mkdir(parents=True, exist_ok=True)
         results = [self._run_stage(i, stage, resume) for i, stage in enumerate(self.stages)]
         if self.info.main:
@@ -351,10 +361,12 @@ class Trainer:
             load_weights_into(stage.modules, self.reuse[stage.name])
             result.reused_from = str(self.reuse[stage.name])
             return result
-        for name, module in stage.frozen.items():
+        for module in stage.frozen.values():
             module.requires_grad_(False)
         lr = cfg.lr if cfg.lr is not None else stage.lr
-        opt = torch.optim.Adam(_params(stage.modules), lr=lr, betas=stage.betas, weight_decay=stage.weight_decay)
+        opt = torch.optim.Adam(
+            _params(stage.modules), lr=lr, betas=stage.betas, weight_decay=stage.weight_decay
+        )
         optimizers = {"main": opt}
         if stage.adversarial:
             clr = cfg.lr if cfg.lr is not None else (stage.critic_lr or stage.lr)
@@ -362,13 +374,21 @@ class Trainer:
                 _params(stage.critic_modules), lr=clr, betas=stage.critic_betas or stage.betas
             )
         emas = self._make_emas(stage) if stage.ema else {}
-        plan = BatchPlan(self.train_data, cfg.batch_size, step_seed(cfg.seed, index), self.info.world, self.info.rank)
+        plan = BatchPlan(
+            self.train_data,
+            cfg.batch_size,
+            step_seed(cfg.seed, index),
+            self.info.world,
+            self.info.rank,
+        )
         start, best, history, wall = 0, math.inf, [], 0.0
         latest = self._stage_dir(stage) / "latest"
         if resume and latest.is_dir():
             ck = load_checkpoint(latest)
             if ck.state.get("stage") != stage.name:
-                raise CheckpointError(f"{latest}: belongs to stage '{ck.state.get('stage')}', not '{stage.name}'")
+                raise CheckpointError(
+                    f"{latest}: belongs to stage '{ck.state.get('stage')}', not '{stage.name}'"
+                )
             restore_checkpoint(
                 ck,
                 modules=dict(stage.modules) | dict(stage.critic_modules),
@@ -385,16 +405,26 @@ class Trainer:
 
         loss_module = _wrap(_LossModule(stage.modules, stage.loss), self.info)
         critic_module = (
-            _wrap(_LossModule(stage.critic_modules, stage.critic_loss), self.info) if stage.adversarial else None
+            _wrap(_LossModule(stage.critic_modules, stage.critic_loss), self.info)
+            if stage.adversarial
+            else None
         )
         t0 = time.perf_counter()
         bar = self._progress(stage, start)
         with bar if bar is not None else nullcontext():
-            task = bar.add_task(stage.name, total=cfg.steps, completed=start, loss=float("nan"), rate="") if bar else None
+            task = (
+                bar.add_task(
+                    stage.name, total=cfg.steps, completed=start, loss=float("nan"), rate=""
+                )
+                if bar
+                else None
+            )
             last_tick, last_step = time.perf_counter(), start
             for step in range(start, cfg.steps):
                 batch = plan.batch(step, self.info.device)
-                gen = torch.Generator().manual_seed(step_seed(cfg.seed, index, step, self.info.rank))
+                gen = torch.Generator().manual_seed(
+                    step_seed(cfg.seed, index, step, self.info.rank)
+                )
                 if critic_module is not None:
                     for _ in range(stage.critic_steps):
                         closs = critic_module(batch, gen)
@@ -420,19 +450,46 @@ class Trainer:
                     now = time.perf_counter()
                     if now - last_tick > 0.5 or done == cfg.steps:
                         rate = (done - last_step) / (now - last_tick)
-                        bar.update(task, completed=done, loss=float(np.mean(history)), rate=f"{rate:.2f} it/s")
+                        bar.update(
+                            task,
+                            completed=done,
+                            loss=float(np.mean(history)),
+                            rate=f"{rate:.2f} it/s",
+                        )
                         last_tick, last_step = now, done
-                validate = self.val_data is not None and cfg.val_batches > 0 and (
-                    done % cfg.validate_every == 0 or done == cfg.steps
+                validate = (
+                    self.val_data is not None
+                    and cfg.val_batches > 0
+                    and (done % cfg.validate_every == 0 or done == cfg.steps)
                 )
                 if validate:
                     val = self.validate(index, stage, emas)
-                    result.best_val_loss = val if result.best_val_loss is None else min(val, result.best_val_loss)
+                    result.best_val_loss = (
+                        val if result.best_val_loss is None else min(val, result.best_val_loss)
+                    )
                     if val < best:
                         best = val
-                        self._save(stage, "best", done, optimizers, emas, best, history, wall + time.perf_counter() - t0)
+                        self._save(
+                            stage,
+                            "best",
+                            done,
+                            optimizers,
+                            emas,
+                            best,
+                            history,
+                            wall + time.perf_counter() - t0,
+                        )
                 if done % cfg.checkpoint_every == 0 or done == cfg.steps:
-                    self._save(stage, "latest", done, optimizers, emas, best, history, wall + time.perf_counter() - t0)
+                    self._save(
+                        stage,
+                        "latest",
+                        done,
+                        optimizers,
+                        emas,
+                        best,
+                        history,
+                        wall + time.perf_counter() - t0,
+                    )
                 if self.on_step is not None:
                     self.on_step(stage.name, done)
         result.steps = cfg.steps
@@ -447,7 +504,8 @@ class Trainer:
         from timm.utils import ModelEmaV3
 
         return {
-            k: ModelEmaV3(m, decay=self.config.ema_decay, use_warmup=True) for k, m in stage.modules.items()
+            k: ModelEmaV3(m, decay=self.config.ema_decay, use_warmup=True)
+            for k, m in stage.modules.items()
         }
 
     def _data_dependent_init(self, index: int, stage: Stage, plan: BatchPlan) -> None:
@@ -455,7 +513,9 @@ class Trainer:
         # every rank) before DDP wraps the modules, so ranks start identical.
         if self.info.world <= 1:
             return
-        full = BatchPlan(self.train_data, self.config.batch_size, step_seed(self.config.seed, index), 1, 0)
+        full = BatchPlan(
+            self.train_data, self.config.batch_size, step_seed(self.config.seed, index), 1, 0
+        )
         batch = full.batch(0, self.info.device)
         gen = torch.Generator().manual_seed(step_seed(self.config.seed, index, 0, 0))
         with torch.no_grad():
@@ -473,7 +533,9 @@ class Trainer:
         Returns:
             The mean validation loss.
         """
-        plan = BatchPlan(self.val_data, self.config.batch_size, step_seed(self.config.seed, 10_000 + index))
+        plan = BatchPlan(
+            self.val_data, self.config.batch_size, step_seed(self.config.seed, 10_000 + index)
+        )
         losses = []
         with _swapped(stage.modules, emas or {}):
             for k in range(min(self.config.val_batches, len(plan.sampler))):
@@ -489,7 +551,9 @@ class Trainer:
                 "rate (--lr) or resume from an earlier checkpoint"
             )
 
-    def _save(self, stage: Stage, which: str, step: int, optimizers, emas, best, history, wall) -> None:
+    def _save(
+        self, stage: Stage, which: str, step: int, optimizers, emas, best, history, wall
+    ) -> None:
         if not self.info.main:
             return
         save_checkpoint(
@@ -512,7 +576,14 @@ class Trainer:
     def _progress(self, stage: Stage, start: int):
         if not self.progress:
             return None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         return Progress(
             TextColumn("[bold]{task.description}"),
@@ -528,7 +599,9 @@ class Trainer:
     # ------------------------------------------------------------------ export
     def _export(self, results: Sequence[StageResult]) -> None:
         critics = {id(m) for s in self.stages for m in s.critic_modules.values()}
-        parts = {k: m for k, (m, _) in pipeline_parts(self.pipeline).items() if id(m) not in critics}
+        parts = {
+            k: m for k, (m, _) in pipeline_parts(self.pipeline).items() if id(m) not in critics
+        }
         save_weights(parts, self.out / WEIGHTS_FILE)
         card = {
             "recipe": self.recipe.name,
@@ -561,7 +634,9 @@ def describe_device(device: torch.device) -> str:
     return f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"
 
 
-def save_weights(parts: Mapping[str, nn.Module], path: str | os.PathLike[str], dtype: torch.dtype | None = None) -> Path:
+def save_weights(
+    parts: Mapping[str, nn.Module], path: str | os.PathLike[str], dtype: torch.dtype | None = None
+) -> Path:
     """Write inference weights (`"<part>.<param>"`) to a safetensors file atomically.
 
     Args:
@@ -610,10 +685,12 @@ def load_weights_into(parts: Mapping[str, nn.Module], source: str | os.PathLike[
     try:
         tensors = load_file(str(file))
     except Exception as exc:  # safetensors raises several types for damaged files
-        raise CheckpointError(f"{file}: unreadable weights ({' '.join(str(exc).split())[:200]})") from None
+        raise CheckpointError(
+            f"{file}: unreadable weights ({' '.join(str(exc).split())[:200]})"
+        ) from None
     for k, m in parts.items():
         prefix = f"{k}."
-        sd = {key[len(prefix):]: v for key, v in tensors.items() if key.startswith(prefix)}
+        sd = {key[len(prefix) :]: v for key, v in tensors.items() if key.startswith(prefix)}
         if not sd:
             raise CheckpointError(f"{file}: no weights for part '{k}'")
         _strict_load(m, sd, file, k)
@@ -626,4 +703,6 @@ def _strict_load(module: nn.Module, sd: Mapping[str, torch.Tensor], where: Path,
         module.load_state_dict(sd, strict=True)
     except RuntimeError as exc:
         detail = " ".join(str(exc).split())[:200]
-        raise CheckpointError(f"{where}: part '{part}' does not fit this model ({detail}); another recipe or size?") from None
+        raise CheckpointError(
+            f"{where}: part '{part}' does not fit this model ({detail}); another recipe or size?"
+        ) from None

@@ -21,7 +21,9 @@ from mrsisr.errors import DataError
 from mrsisr.train.engine import StageResult, TrainConfig, Trainer
 
 
-def resolve_data(data: str | os.PathLike[str], *, phantom_seed: int = 0, phantom_subjects: int = 25) -> Path:
+def resolve_data(
+    data: str | os.PathLike[str], *, phantom_seed: int = 0, phantom_subjects: int = 25
+) -> Path:
     """Turn `phantom` or a folder into a dataset folder in the real-data layout.
 
     Args:
@@ -42,7 +44,9 @@ def resolve_data(data: str | os.PathLike[str], *, phantom_seed: int = 0, phantom
         return phantom_cohort(seed=phantom_seed, subjects=phantom_subjects)
     path = Path(data)
     if not path.is_dir():
-        raise DataError(f"{path}: data folder not found; give a folder of subject folders or 'phantom'")
+        raise DataError(
+            f"{path}: data folder not found; give a folder of subject folders or 'phantom'"
+        )
     return path
 
 
@@ -67,7 +71,11 @@ def fold_datasets(
     train_ids, val_ids, test_ids = fold_split(ids, fold)
     mets = tuple(metabolites) if metabolites else METABOLITES
     train = MRSIDataset(subjects, metabolites=mets, augment=True, seed=seed, subject_ids=train_ids)
-    val = MRSIDataset(subjects, metabolites=mets, augment=False, seed=seed, subject_ids=val_ids) if val_ids else None
+    val = (
+        MRSIDataset(subjects, metabolites=mets, augment=False, seed=seed, subject_ids=val_ids)
+        if val_ids
+        else None
+    )
     return train, val, list(test_ids)
 
 
@@ -111,6 +119,18 @@ def train_recipe(
     train_set, val_set, _ = fold_datasets(data_dir, fold, seed=config.seed)
     torch.manual_seed(config.seed)  # the same initial weights on every rank
     pipeline = recipe.build()
-    note = f"{'phantom cohort' if str(data) == 'phantom' else 'data'} {data_dir}, fold {fold}: {len(train_set)} training maps, {0 if val_set is None else len(val_set)} validation maps"
-    trainer = Trainer(pipeline, recipe, train_set, val_set, out, config, reuse=reuse, data_note=note, progress=progress)
+    source = "phantom cohort" if str(data) == "phantom" else "data"
+    n_val = 0 if val_set is None else len(val_set)
+    note = f"{source} {data_dir}, fold {fold}: {len(train_set)} training maps, {n_val} validation maps"
+    trainer = Trainer(
+        pipeline,
+        recipe,
+        train_set,
+        val_set,
+        out,
+        config,
+        reuse=reuse,
+        data_note=note,
+        progress=progress,
+    )
     return trainer.run(resume=resume)
