@@ -35,8 +35,14 @@ def test_every_modulated_norm_builds_and_runs_tiny(name):
     assert sum(p.numel() for p in m.parameters()) == 2 * 8 + 16 * 16 + 16
     # and it plugs into the UNet
     net = BACKBONES.build(
-        "unet", model_channels=8, channel_mult=(1, 2), num_res_blocks=1,
-        attention_resolutions=(8,), num_heads=2, conditioning=name, image_size=16,
+        "unet",
+        model_channels=8,
+        channel_mult=(1, 2),
+        num_res_blocks=1,
+        attention_resolutions=(8,),
+        num_heads=2,
+        conditioning=name,
+        image_size=16,
     )
     assert all(rb.cond_norm.__class__ is CONDITIONING.get(name) for rb in _resblocks(net))
 
@@ -71,7 +77,7 @@ def test_adagn_is_group_norm_32_then_scale_shift():
     h = torch.randn(2, 64, 4, 4) * torch.linspace(0.1, 5, 64).view(1, 64, 1, 1)
     out = m(h, torch.randn(2, 8))
     g = h.reshape(2, 32, 2 * 16)  # 32 groups of 2 channels
-    n = ((g - g.mean(-1, keepdim=True)) / (g.var(-1, unbiased=False, keepdim=True) + 1e-5).sqrt())
+    n = (g - g.mean(-1, keepdim=True)) / (g.var(-1, unbiased=False, keepdim=True) + 1e-5).sqrt()
     torch.testing.assert_close(out, n.reshape(h.shape) * 0.75 + 1.0, rtol=1e-4, atol=1e-4)
 
 
@@ -97,8 +103,15 @@ def test_unet_refuses_a_conditioning_that_is_not_a_modulated_norm():
     if not others:
         pytest.skip("no non-norm conditioning entry is registered")
     with pytest.raises(RecipeError, match="conditioning"):
-        BACKBONES.build("unet", model_channels=8, channel_mult=(1,), num_res_blocks=1,
-                        attention_resolutions=(), conditioning=others[0], image_size=8)
+        BACKBONES.build(
+            "unet",
+            model_channels=8,
+            channel_mult=(1,),
+            num_res_blocks=1,
+            attention_resolutions=(),
+            conditioning=others[0],
+            image_size=8,
+        )
 
 
 def test_timestep_embedding_formula():

@@ -63,8 +63,13 @@ def test_loss_is_zero_for_the_oracle_and_positive_otherwise():
 
 def test_loss_trains_a_tiny_unet():
     torch.manual_seed(0)
-    net = UNet(model_channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(),
-               image_size=16)
+    net = UNet(
+        model_channels=8,
+        channel_mult=(1, 2),
+        num_res_blocks=1,
+        attention_resolutions=(),
+        image_size=16,
+    )
     cond = half_mask_cond(4)
     x0 = torch.rand(4, 1, 16, 16) * cond.mask
     loss = diffusion_loss(net, x0, cond, S, 100, generator=torch.Generator().manual_seed(0))

@@ -77,8 +77,9 @@ def test_ancestral_exact_on_gaussian_data(t_start):
     gen = torch.Generator().manual_seed(t_start)
     shape = (4, 1, 128, 128)  # 65,536 pixels: 4 SE of the std is 1.1%
     sampler = SAMPLERS.build("ancestral", tau_d=1.0, clip_denoised=False, clamp_output=False)
-    x = sampler(optimal_eps, start(t_start, shape, gen), t_start, ones_cond(4, 128), S,
-                generator=gen)
+    x = sampler(
+        optimal_eps, start(t_start, shape, gen), t_start, ones_cond(4, 128), S, generator=gen
+    )
     mean, std = eq12_law(list(range(t_start, 0, -1)))
     assert_moments(x, mean, std)
     # the exact law of the 1000-step (or 100-step) chain is the data law up to 1.5% in std
@@ -92,8 +93,9 @@ def test_respace_exact_on_gaussian_data(t_start, steps):
     sampler = SAMPLERS.build(
         "respace", steps=steps, tau_d=1.0, clip_denoised=False, clamp_output=False
     )
-    x = sampler(optimal_eps, start(t_start, shape, gen), t_start, ones_cond(4, 128), S,
-                generator=gen)
+    x = sampler(
+        optimal_eps, start(t_start, shape, gen), t_start, ones_cond(4, 128), S, generator=gen
+    )
     mean, std = eq12_law(space_timesteps(t_start, steps))
     assert_moments(x, mean, std)
     assert abs(mean - M) < 1e-6
@@ -147,9 +149,13 @@ def test_dpm_solver_pp_matches_diffusers_step_for_step():
     for t_start, steps in [(100, 10), (1000, 25)]:
         ts = DPMSolverPP(steps=steps).timesteps(t_start, S)
         ref = DPMSolverMultistepScheduler(
-            num_train_timesteps=1000, trained_betas=S.betas[1:].numpy(),
-            algorithm_type="dpmsolver++", solver_order=2, solver_type="midpoint",
-            lower_order_final=True, final_sigmas_type="zero",
+            num_train_timesteps=1000,
+            trained_betas=S.betas[1:].numpy(),
+            algorithm_type="dpmsolver++",
+            solver_order=2,
+            solver_type="midpoint",
+            lower_order_final=True,
+            final_sigmas_type="zero",
         )
         ref.set_timesteps(timesteps=[t - 1 for t in ts[:-1]])  # diffusers' t = paper t - 1
         gen = torch.Generator().manual_seed(0)
@@ -169,8 +175,12 @@ def test_respace_matches_diffusers_ddpm_step_for_step():
     from diffusers import DDPMScheduler
 
     ts = space_timesteps(1000, 50)
-    ref = DDPMScheduler(num_train_timesteps=1000, trained_betas=S.betas[1:].numpy(),
-                        variance_type="fixed_small", clip_sample=False)
+    ref = DDPMScheduler(
+        num_train_timesteps=1000,
+        trained_betas=S.betas[1:].numpy(),
+        variance_type="fixed_small",
+        clip_sample=False,
+    )
     ref.set_timesteps(timesteps=[t - 1 for t in ts])
     cond = ones_cond(2, 8)
     x_start = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(5))
@@ -197,8 +207,15 @@ def test_respace_timesteps_are_improved_diffusion_spacing():
 # ---------------------------------------------------------------- numerics
 def _tiny_unet() -> UNet:
     torch.manual_seed(0)
-    net = UNet(model_channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(4,),
-               num_heads=2, image_size=8, use_scale=True).eval()
+    net = UNet(
+        model_channels=8,
+        channel_mult=(1, 2),
+        num_res_blocks=1,
+        attention_resolutions=(4,),
+        num_heads=2,
+        image_size=8,
+        use_scale=True,
+    ).eval()
     for p in net.parameters():  # random output convs: a non-trivial eps
         if p.abs().sum() == 0:
             torch.nn.init.normal_(p, std=0.1)
@@ -218,8 +235,9 @@ def test_full_1000_step_cosine_chain_is_finite():
         return net(x, t, c)
 
     # the authors' setting: x0_hat clipped; also without the clip, with the exact predictor
-    x = SAMPLERS.build("ancestral")(watch, torch.randn(2, 1, 8, 8, generator=gen), 1000, cond, S,
-                                    generator=gen)
+    x = SAMPLERS.build("ancestral")(
+        watch, torch.randn(2, 1, 8, 8, generator=gen), 1000, cond, S, generator=gen
+    )
     assert torch.isfinite(x).all() and seen == list(range(1000, 0, -1))
     raw = SAMPLERS.build("ancestral", clip_denoised=False, clamp_output=False)
     y = raw(optimal_eps, torch.randn(2, 1, 8, 8, generator=gen), 1000, cond, S, generator=gen)

@@ -11,8 +11,12 @@ from mrsisr.registries import BACKBONES
 from mrsisr.types import Condition, Denoiser
 
 TINY = dict(
-    model_channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(8,),
-    num_heads=2, image_size=16,
+    model_channels=8,
+    channel_mult=(1, 2),
+    num_res_blocks=1,
+    attention_resolutions=(8,),
+    num_heads=2,
+    image_size=16,
 )
 
 # Every BACKBONES entry defined in mrsisr.backbones.unet, with tiny keyword arguments.
@@ -41,8 +45,12 @@ def _unzero(net: torch.nn.Module) -> torch.nn.Module:
 
 @pytest.mark.parametrize(
     ("use_scale", "conditioning", "expected"),
-    [(False, "adagn", 30_301_761), (True, "adagn", 32_989_761), (True, "cin", 32_989_761),
-     (False, "cin", 30_301_761)],
+    [
+        (False, "adagn", 30_301_761),
+        (True, "adagn", 32_989_761),
+        (True, "cin", 32_989_761),
+        (False, "cin", 30_301_761),
+    ],
 )
 def test_paper_size_counts_match_table_1(use_scale, conditioning, expected):
     net = BACKBONES.build("unet", use_scale=use_scale, conditioning=conditioning)
@@ -52,8 +60,12 @@ def test_paper_size_counts_match_table_1(use_scale, conditioning, expected):
 def test_paper_size_breakdown_with_s_embedding():
     net = UNet()  # defaults are the paper's FTDDM UNet
     parts = {
-        "time_embed": 82_432, "scale_embed": 132_096, "input_blocks": 10_123_584,
-        "middle_block": 3_151_360, "output_blocks": 19_499_584, "out": 705,
+        "time_embed": 82_432,
+        "scale_embed": 132_096,
+        "input_blocks": 10_123_584,
+        "middle_block": 3_151_360,
+        "output_blocks": 19_499_584,
+        "out": 705,
     }
     for name, n in parts.items():
         assert _count(getattr(net, name)) == n, name
@@ -129,7 +141,13 @@ def test_as_gan_generator_at_a_fixed_timestep():
 
 def test_bad_sizes_raise_recipe_error():
     with pytest.raises(RecipeError, match="num_heads"):
-        UNet(model_channels=6, channel_mult=(1,), num_res_blocks=1, attention_resolutions=(8,),
-             num_heads=4, image_size=8)
+        UNet(
+            model_channels=6,
+            channel_mult=(1,),
+            num_res_blocks=1,
+            attention_resolutions=(8,),
+            num_heads=4,
+            image_size=8,
+        )
     with pytest.raises(RecipeError, match="image_size"):
         UNet(model_channels=8, channel_mult=(1, 2, 2), image_size=18)
