@@ -35,6 +35,9 @@ class Condition:
         t1: T1-weighted MRI resampled to the map grid and divided by its maximum, `(B, 1, H, W)`.
         flair: FLAIR MRI, like `t1`, `(B, 1, H, W)`.
         scale: Upscaling factor `s = 64 / L` per sample, shape `(B,)`.
+        metabolite: Optional metabolite code per sample, `(B,)` long: the index in
+            `mrsisr.data.METABOLITES` (used by networks with a metabolite input, such as MUNet's
+            `_Met` variant). `None` when unknown.
     """
 
     mask: Tensor
@@ -42,6 +45,7 @@ class Condition:
     t1: Tensor
     flair: Tensor
     scale: Tensor
+    metabolite: Tensor | None = None
 
     @property
     def batch_size(self) -> int:
@@ -75,9 +79,12 @@ class Condition:
         Returns:
             The moved condition.
         """
-        return Condition(
-            **{f.name: getattr(self, f.name).to(device=device, dtype=dtype) for f in fields(self)}
-        )
+
+        def move(value: Tensor) -> Tensor:
+            floating = value.is_floating_point()
+            return value.to(device=device, dtype=dtype if floating else None)
+
+        return self._map(move)
 
     def repeat(self, n: int) -> Condition:
         """Repeat every sample `n` times (sample-major: s0, s0, ..., s1, s1, ...).
@@ -93,7 +100,15 @@ class Condition:
         )
 
     def __getitem__(self, index: Any) -> Condition:
-        return Condition(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
+        return self._map(lambda v: v[index])
+
+    def _map(self, fn: Any) -> Condition:
+        return Condition(
+            **{
+                f.name: None if getattr(self, f.name) is None else fn(getattr(self, f.name))
+                for f in fields(self)
+            }
+        )
 
 
 @dataclass

@@ -142,3 +142,24 @@ def test_flow_enhancer_tiny_trains_and_samples():
     assert torch.equal(z0, pipe.sample(batch.cond, torch.Generator().manual_seed(3), tau=0.0))
     c = pipe.sample(batch.cond, torch.Generator().manual_seed(2))
     assert not torch.equal(a, c)
+
+
+def test_inference_uses_the_metabolite_carried_by_the_condition():
+    from dataclasses import replace
+
+    from mrsisr.data import METABOLITES
+    from mrsisr.recipes import load_recipe
+
+    torch.manual_seed(0)
+    pipe = load_recipe("munet_fs_cwgan", size="tiny").build().eval()
+    b = 2
+    cond = Condition(
+        mask=torch.ones(b, 1, 64, 64), lr=torch.rand(b, 1, 64, 64), t1=torch.rand(b, 1, 64, 64),
+        flair=torch.rand(b, 1, 64, 64), scale=torch.full((b,), 4.0),
+        metabolite=torch.full((b,), METABOLITES.index("NAA")),
+    )
+    implicit = pipe.sample(cond)
+    explicit = pipe.sample(replace(cond, metabolite=None), metabolite=["NAA"] * b)
+    torch.testing.assert_close(implicit, explicit)
+    other = pipe.sample(replace(cond, metabolite=torch.full((b,), METABOLITES.index("Gly"))))
+    assert not torch.allclose(implicit, other)

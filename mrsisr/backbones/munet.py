@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mrsisr.conditioning.filter_scaling import FilterScaledConv2d, mlp4, resolution_value
+from mrsisr.data.nifti import METABOLITES
 from mrsisr.errors import DataError, RecipeError
 from mrsisr.registries import BACKBONES, CONDITIONING
 from mrsisr.types import Condition
@@ -52,8 +53,7 @@ __all__ = [
     "metabolite_codes",
 ]
 
-METABOLITES: tuple[str, ...] = ("tCr", "Gln", "Glu", "Gly", "tCho", "Ins", "NAA")
-"""Metabolites of the embedding, in the authors' code order (tCr = Cr+PCr, tCho = GPC+PCh)."""
+# The embedding uses mrsisr.data.METABOLITES order, the codes that Condition.metabolite carries.
 
 _ALIASES = {"cr+pcr": "tCr", "gpc+pch": "tCho"}
 
@@ -302,8 +302,8 @@ class MUNet(nn.Module):
             cond: Conditions; uses `lr`, `t1`, `flair`, `mask` `(B, 1, H, W)` and `scale` `(B,)`.
                 `H = W` must be divisible by 16.
             lambda_adv: Sharpness knob: the adversarial weight, a float or `(B,)`.
-            metabolite: Metabolite names or codes `(B,)`, for the `_Met` variant; `None` feeds a
-                zero embedding (use it in training and test alike).
+            metabolite: Metabolite names or codes `(B,)`, for the `_Met` variant; `None` uses
+                `cond.metabolite`, and feeds a zero embedding if that is `None` too.
 
         Returns:
             `x0_hat` `(B, 1, H, W)`, data-consistent and multiplied by the mask.
@@ -315,6 +315,8 @@ class MUNet(nn.Module):
             r = r.expand(b)
         lam = torch.as_tensor(lambda_adv, dtype=lr.dtype, device=lr.device).reshape(-1).expand(b)
         met = None
+        if metabolite is None:
+            metabolite = cond.metabolite
         if self.num_metabolites > 0 and metabolite is not None:
             met = (
                 metabolite.reshape(-1).to(lr.device)

@@ -201,7 +201,7 @@ def collate(items: Sequence[MapSample]) -> Batch:
 
     Returns:
         The batch: `x0`, `cond.{mask, lr, t1, flair}` `(B, 1, 64, 64)`, `cond.scale` and
-        `max_value` `(B,)` float32, `slice_index` `(B,)` int64.
+        `max_value` `(B,)` float32, `cond.metabolite` and `slice_index` `(B,)` int64.
     """
     if not items:
         raise DataError("collate got an empty list of items")
@@ -215,6 +215,7 @@ def collate(items: Sequence[MapSample]) -> Batch:
         t1=stack("t1"),
         flair=stack("flair"),
         scale=torch.tensor([it.scale for it in items], dtype=torch.float32),
+        metabolite=torch.tensor([METABOLITES.index(it.metabolite) for it in items], dtype=torch.int64),
     )
     return Batch(
         x0=stack("x0"),
