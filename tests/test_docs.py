@@ -1,0 +1,66 @@
+"""Every Python code block in docs/ runs, and every public symbol has a docstring."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
+import re
+from pathlib import Path
+
+import pytest
+
+import mrsisr
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
+SKIP = "<!-- docs-test: skip -->"
+
+
+def pages_with_code():
+    return sorted(p for p in DOCS.rglob("*.md") if "```python" in p.read_text())
+
+
+@pytest.mark.parametrize("page", pages_with_code(), ids=lambda p: str(p.relative_to(DOCS)))
+def test_docs_code_blocks_run(page, tmp_path, monkeypatch):
+    text = page.read_text()
+    blocks = [m for m in BLOCK.finditer(text) if SKIP not in text[max(0, m.start() - 40) : m.start()]]
+    assert blocks
+    monkeypatch.chdir(tmp_path)  # examples that write files write them here
+    monkeypatch.setenv("MRSISR_CACHE", str(tmp_path / "cache"))
+    namespace: dict = {"__name__": "__docs__"}
+    for i, m in enumerate(blocks):
+        code = compile(m.group(1), f"{page.name}[block {i}]", "exec")
+        exec(code, namespace)  # blocks of one page share a namespace, as a reader's session would
+
+
+def public_modules():
+    names = ["mrsisr"]
+    for info in pkgutil.walk_packages(mrsisr.__path__, "mrsisr."):
+        if not any(part.startswith("_") for part in info.name.split(".")[1:]):
+            names.append(info.name)
+    return names
+
+
+def test_every_public_symbol_has_a_docstring():
+    missing = []
+    for name in public_modules():
+        module = importlib.import_module(name)
+        if not inspect.getdoc(module):
+            missing.append(name)
+        exported = getattr(module, "__all__", None)
+        for attr, obj in vars(module).items():
+            if attr.startswith("_") or getattr(obj, "__module__", None) != name:
+                continue
+            if exported is not None and attr not in exported:
+                continue
+            if inspect.isclass(obj) or inspect.isfunction(obj):
+                if not inspect.getdoc(obj):
+                    missing.append(f"{name}.{attr}")
+                if inspect.isclass(obj):
+                    for meth, fn in vars(obj).items():
+                        if meth.startswith("_") or not (inspect.isfunction(fn) or isinstance(fn, property)):
+                            continue
+                        if not inspect.getdoc(fn):
+                            missing.append(f"{name}.{attr}.{meth}")
+    assert not missing, "missing docstrings: " + ", ".join(missing)
