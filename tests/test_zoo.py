@@ -126,3 +126,36 @@ def test_train_cli_end_to_end_on_a_small_phantom(tmp_path, cli):
     assert again.exit_code == 2 and "already holds a run" in again.output
     resumed = cli(*args, "--resume")
     assert resumed.exit_code == 0, resumed.output
+
+    # export into a zoo folder (fp16 + card) and load a ready pipeline from it
+    import mrsisr
+    from mrsisr.zoo import export_run
+
+    exported = export_run(run, dest=tmp_path / "zoo_weights")
+    assert exported.name == "ftddm-tiny.safetensors"
+    assert json.loads(exported.with_suffix(".json").read_text())["exported_dtype"] == "float16"
+    pipe = mrsisr.load("ftddm", size="tiny", weights=exported)
+    from safetensors.torch import load_file
+
+    trained = load_file(str(run / "weights.safetensors"))
+    for k, v in pipe.denoiser.state_dict().items():
+        torch.testing.assert_close(v, trained[f"denoiser.{k}"].half().float())
+    x = pipe.sample(synthetic_batch(1).cond)
+    assert torch.isfinite(x).all()
+
+    # a damaged latest checkpoint stops --resume with one line and exit 2
+    weights = run / "stages" / "flow" / "latest" / "weights.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    broken = cli(*args, "--resume")
+    assert broken.exit_code == 2
+    assert "contents do not match the recorded hash" in broken.output
+    assert "Traceback" not in broken.output
+
+
+def test_load_without_shipped_weights_says_how_to_train(tmp_path, monkeypatch):
+    import mrsisr
+    from mrsisr.errors import CheckpointError
+
+    monkeypatch.setattr("mrsisr.zoo.weights_dir", lambda: tmp_path)
+    with pytest.raises(CheckpointError, match=r"no shipped weights for 'ddpm' at size 'tiny'.*mrsisr train ddpm"):
+        mrsisr.load("ddpm", size="tiny")

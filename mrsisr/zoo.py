@@ -1,0 +1,175 @@
+"""Trained weights of the zoo: load a ready pipeline offline, or export a training run into the zoo.
+
+Shipped weights live next to the recipes, as fp16 safetensors with a JSON card:
+
+```text
+zoo/weights/<recipe>-<size>.safetensors   "<part>.<param>" tensors (critics left out)
+zoo/weights/<recipe>-<size>.json          how they were trained (recipe, data, steps, time, device)
+```
+
+Examples:
+    ```python
+    import mrsisr
+
+    pipeline = mrsisr.load("ftddm", size="small")        # raises if no weights are shipped
+    x0 = pipeline.sample(batch.cond)
+    ```
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mrsisr.errors import CheckpointError
+from mrsisr.recipes import load_recipe, zoo_dir
+
+
+def weights_dir() -> Path:
+    """Return the folder of shipped weights (`zoo/weights`).
+
+    Returns:
+        The folder (it may not exist).
+    """
+    return zoo_dir() / "weights"
+
+
+def weights_path(name: str, size: str) -> Path:
+    """Return where the shipped weights of a recipe and size live.
+
+    Args:
+        name: Recipe name.
+        size: Size variant.
+
+    Returns:
+        `zoo/weights/<name>-<size>.safetensors`.
+    """
+    return weights_dir() / f"{name}-{size}.safetensors"
+
+
+def weight_card(name: str, size: str) -> dict[str, Any] | None:
+    """Return the card of shipped weights, or `None` if there are none.
+
+    Args:
+        name: Recipe name.
+        size: Size variant.
+
+    Returns:
+        The card (recipe, data, steps, wall time, device, validation losses).
+    """
+    card = weights_path(name, size).with_suffix(".json")
+    return json.loads(card.read_text()) if card.is_file() else None
+
+
+def load_pipeline_weights(pipeline: Any, path: str | os.PathLike[str]) -> None:
+    """Fill a built pipeline's parts from a weights file (or a run folder).
+
+    Parts that Table 1 counts must be present; uncounted parts (a discriminator or critic) may be
+    absent, a frozen pre-network is loaded when present.
+
+    Args:
+        pipeline: A built pipeline.
+        path: A `.safetensors` file or a run folder with `weights.safetensors`.
+
+    Raises:
+        CheckpointError: If the file is missing or damaged, or a required part does not fit.
+    """
+    from safetensors import safe_open
+
+    from mrsisr.pipeline import pipeline_parts
+    from mrsisr.train.engine import WEIGHTS_FILE, load_weights_into
+
+    path = Path(path)
+    file = path / WEIGHTS_FILE if path.is_dir() else path
+    if not file.is_file():
+        raise CheckpointError(f"{file}: weights not found")
+    try:
+        with safe_open(str(file), framework="pt") as fh:
+            present = {k.split(".", 1)[0] for k in fh.keys()}
+    except Exception as exc:  # safetensors raises several types for damaged files
+        raise CheckpointError(f"{file}: unreadable weights ({' '.join(str(exc).split())[:200]})") from None
+    wanted = {}
+    for part, (module, counted) in pipeline_parts(pipeline).items():
+        if part in present:
+            wanted[part] = module
+        elif counted:
+            raise CheckpointError(f"{file}: no weights for part '{part}'; is it for another recipe?")
+    load_weights_into(wanted, file)
+
+
+def load(
+    name: str,
+    size: str = "small",
+    *,
+    weights: str | os.PathLike[str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    device: str | torch.device = "cpu",
+) -> Any:
+    """Build a recipe and load its trained weights: a ready pipeline, offline.
+
+    Args:
+        name: Recipe name (or TOML path).
+        size: Size variant whose shipped weights to load.
+        weights: A weights file or run folder to load instead of the shipped weights.
+        overrides: Recipe overrides that keep the networks' shapes (sampler, steps, τd, τf).
+        device: Where to put the pipeline.
+
+    Returns:
+        The pipeline in eval mode.
+
+    Raises:
+        CheckpointError: If no weights are shipped for this recipe and size (the message says
+            how to train them) or the weights do not fit.
+    """
+    recipe = load_recipe(name, size=size, overrides=overrides)
+    source = Path(weights) if weights is not None else weights_path(recipe.name, size)
+    if weights is None and not source.is_file():
+        raise CheckpointError(
+            f"no shipped weights for '{recipe.name}' at size '{size}' ({source}); train them with "
+            f"`mrsisr train {recipe.name} --size {size} --out RUN` and pass weights=RUN"
+        )
+    pipeline = recipe.build()
+    load_pipeline_weights(pipeline, source)
+    return pipeline.to(device).eval()
+
+
+def export_run(
+    run: str | os.PathLike[str], *, dest: str | os.PathLike[str] | None = None, dtype: torch.dtype = torch.float16
+) -> Path:
+    """Copy a finished training run into the zoo as compact weights plus a card.
+
+    Args:
+        run: A run folder written by `mrsisr train` (with `weights.safetensors` and `card.json`).
+        dest: Folder to write into (default: `zoo/weights`).
+        dtype: Floating dtype of the exported tensors (fp16 halves the size).
+
+    Returns:
+        The written weights file, `<dest>/<recipe>-<size>.safetensors`.
+
+    Raises:
+        CheckpointError: If the run is incomplete.
+    """
+    from safetensors.torch import load_file, save_file
+
+    run = Path(run)
+    card_file, weights_file = run / "card.json", run / "weights.safetensors"
+    if not (card_file.is_file() and weights_file.is_file()):
+        raise CheckpointError(f"{run}: not a finished run (needs card.json and weights.safetensors)")
+    card = json.loads(card_file.read_text())
+    dest = Path(dest) if dest is not None else weights_dir()
+    dest.mkdir(parents=True, exist_ok=True)
+    out = dest / f"{card['recipe']}-{card['size']}.safetensors"
+    tensors = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in load_file(str(weights_file)).items()}
+    tmp = out.with_name(f".{out.name}.tmp")
+    save_file(tensors, str(tmp))
+    os.replace(tmp, out)
+    card = dict(card, exported_dtype=str(dtype).replace("torch.", ""), source_run=run.name)
+    out.with_suffix(".json.tmp").write_text(json.dumps(card, indent=2))
+    shutil.move(str(out.with_suffix(".json.tmp")), out.with_suffix(".json"))
+    return out
