@@ -21,14 +21,10 @@ Examples:
 
 from __future__ import annotations
 
-import torch
-from torch import Tensor
-
 from mrsisr.diffusion import Progress
 from mrsisr.errors import RecipeError
 from mrsisr.registries import SAMPLERS
-from mrsisr.samplers.ancestral import _check, _check_start, run_chain
-from mrsisr.types import Condition, Denoiser, Schedule
+from mrsisr.samplers.ancestral import AncestralSampler
 
 __all__ = ["RespacedSampler", "space_timesteps"]
 
@@ -53,8 +49,11 @@ def space_timesteps(t_start: int, steps: int) -> list[int]:
 
 
 @SAMPLERS.register("respace")
-class RespacedSampler:
+class RespacedSampler(AncestralSampler):
     """Ancestral sampling on K evenly spaced timesteps, betas rebuilt (improved-diffusion); NFE = K.
+
+    Everything but the visited timesteps is [`AncestralSampler`][mrsisr.samplers.ancestral.AncestralSampler]:
+    the shared chain rebuilds each step's beta from the kept cumulative products.
 
     Args:
         steps: Number of kept timesteps K (100 for the paper's "DDPM with respacing").
@@ -77,13 +76,8 @@ class RespacedSampler:
     ) -> None:
         if int(steps) != steps or steps < 1:
             raise RecipeError(f"[sampler] steps must be a positive integer, got {steps!r}")
-        _check(tau_d, variance)
+        super().__init__(tau_d, variance, clip_denoised, clamp_output, progress)
         self.steps = int(steps)
-        self.tau_d = float(tau_d)
-        self.variance = variance
-        self.clip_denoised = clip_denoised
-        self.clamp_output = clamp_output
-        self.progress = progress
 
     def timesteps(self, t_start: int) -> list[int]:
         """The kept timesteps (where the denoiser is called).
@@ -95,57 +89,6 @@ class RespacedSampler:
             Decreasing kept timesteps from `t_start` to 1.
         """
         return space_timesteps(int(t_start), self.steps)
-
-    def nfe(self, t_start: int) -> int:
-        """Denoiser evaluations per call.
-
-        Args:
-            t_start: Starting timestep.
-
-        Returns:
-            `min(steps, t_start)`.
-        """
-        return len(self.timesteps(t_start))
-
-    @torch.no_grad()
-    def __call__(
-        self,
-        denoiser: Denoiser,
-        x_start: Tensor,
-        t_start: int,
-        cond: Condition,
-        schedule: Schedule,
-        *,
-        generator: torch.Generator | None = None,
-    ) -> Tensor:
-        """Denoise `x_start` from `t_start` to `x_0` along the kept timesteps.
-
-        Args:
-            denoiser: The epsilon-predicting network.
-            x_start: `x_{t_start}`, `(B, 1, H, W)`.
-            t_start: Its timestep, in 1..T.
-            cond: Conditions of the batch.
-            schedule: The noise schedule the denoiser was trained with.
-            generator: Optional random generator for the step noise.
-
-        Returns:
-            `x_0` `(B, 1, H, W)`, masked (and clamped to [0, 1] if `clamp_output`).
-        """
-        t_start = _check_start(t_start, schedule)
-        x = run_chain(
-            denoiser,
-            x_start,
-            self.timesteps(t_start),
-            cond,
-            schedule,
-            tau_d=self.tau_d,
-            variance=self.variance,
-            clip_denoised=self.clip_denoised,
-            generator=generator,
-            progress=self.progress,
-        )
-        x = x * cond.mask.to(x)
-        return x.clamp(0.0, 1.0) if self.clamp_output else x
 
     def __repr__(self) -> str:
         return f"RespacedSampler(steps={self.steps}, tau_d={self.tau_d})"
