@@ -184,7 +184,7 @@ class OneStepPipeline(nn.Module):
         Returns:
             Scalar loss.
         """
-        lam = self.draw_lambda_adv(generator) if lambda_adv is None else float(lambda_adv)
+        lam = self.draw_lambda_adv(_same_draw(generator)) if lambda_adv is None else float(lambda_adv)
         x0_hat = self._predict(batch, lam)
         return _generator_loss(x0_hat, batch.x0, self.critic, batch.cond, lam)
 
@@ -209,7 +209,19 @@ class OneStepPipeline(nn.Module):
         """
         if self.critic is None:
             raise ValueError("one_step: this pipeline has no critic to train")
-        lam = self.draw_lambda_adv(generator) if lambda_adv is None else float(lambda_adv)
+        lam = self.draw_lambda_adv(_same_draw(generator)) if lambda_adv is None else float(lambda_adv)
         with torch.no_grad():
             fake = self._predict(batch, lam)
         return _critic_loss(self.critic, batch.cond, batch.x0, fake, self.gp_weight, generator)
+
+
+def _same_draw(generator: torch.Generator | None) -> torch.Generator | None:
+    """A generator that replays the first draws of this training step's generator.
+
+    The trainer seeds one generator per step; seeding a twin from its initial seed makes every
+    loss of the step (the critic steps and the network step) draw the same lambda_adv, as the
+    authors draw one per batch, however much the penalty's draws advanced the original.
+    """
+    if generator is None:
+        return None
+    return torch.Generator(device=generator.device).manual_seed(generator.initial_seed())

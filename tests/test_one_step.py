@@ -163,3 +163,22 @@ def test_inference_uses_the_metabolite_carried_by_the_condition():
     torch.testing.assert_close(implicit, explicit)
     other = pipe.sample(replace(cond, metabolite=torch.full((b,), METABOLITES.index("Gly"))))
     assert not torch.allclose(implicit, other)
+
+
+def test_one_lambda_adv_per_training_step():
+    torch.manual_seed(0)
+    pipe = load_recipe("munet_fs_cwgan", size="tiny", overrides={"pipeline.lambda_adv_range": [0.0, 1.0]}).build()
+    seen = []
+    real_predict = pipe._predict
+    pipe._predict = lambda batch, lam: (seen.append(lam), real_predict(batch, lam))[1]
+    b = 2
+    cond = Condition(mask=torch.ones(b, 1, 64, 64), lr=torch.rand(b, 1, 64, 64), t1=torch.rand(b, 1, 64, 64),
+                     flair=torch.rand(b, 1, 64, 64), scale=torch.full((b,), 4.0))
+    batch = Batch(x0=torch.rand(b, 1, 64, 64), cond=cond, max_value=torch.ones(b))
+    for seed in range(4):
+        gen = torch.Generator().manual_seed(seed)
+        seen.clear()
+        for _ in range(3):  # the critic steps and the network step share one draw
+            pipe.critic_loss(batch, gen)
+        pipe.generator_loss(batch, gen)
+        assert len(set(seen)) == 1, seen

@@ -303,7 +303,7 @@ class UNet(nn.Module):
                 self.output_blocks.append(_Step(*layers))
 
         self.out = nn.Sequential(
-            group_norm(ch), nn.SiLU(), _zero(nn.Conv2d(model_channels, out_channels, 3, padding=1))
+            group_norm(ch), nn.SiLU(), _zero(nn.Conv2d(ch, out_channels, 3, padding=1))
         )
 
     def embed(self, t: Tensor, scale: Tensor | None) -> Tensor:

@@ -136,7 +136,8 @@ class MRSIDataset(Dataset):
                 if m not in s.maps:
                     continue
                 nonempty = s.masks[m].reshape(s.masks[m].shape[0], -1).any(1)
-                nonempty &= s.maps[m].reshape(s.maps[m].shape[0], -1).max(1) > 0
+                masked = s.maps[m] * s.masks[m]  # items are normalised by this map's maximum
+                nonempty &= masked.reshape(masked.shape[0], -1).max(1) > 0
                 self.items += [(si, m, int(k)) for k in np.flatnonzero(nonempty)]
 
     def set_epoch(self, epoch: int) -> None:
