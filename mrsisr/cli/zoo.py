@@ -86,9 +86,14 @@ def list_cmd(
         table.add_column("name", style="bold cyan", no_wrap=True)
         table.add_column("description")
         table.add_column("from", style="dim", no_wrap=True)
+        if name == "recipes":
+            table.add_column("shipped weights", no_wrap=True)
         for entry in reg.entries():
             origin = f"plugin: {entry.plugin}" if entry.plugin else "built-in"
-            table.add_row(escape(entry.name), escape(entry.description), escape(origin))
+            row = [escape(entry.name), escape(entry.description), escape(origin)]
+            if name == "recipes":
+                row.append(", ".join(_shipped_sizes(entry.name)) or "-")
+            table.add_row(*row)
         console.print(table)
         console.print()
         problems.extend(reg.problems)
@@ -96,6 +101,13 @@ def list_cmd(
         console.print(
             f"[red]skipped plugin[/red] {escape(p.name)} ({escape(p.distribution)}): {escape(p.message)}"
         )
+
+
+def _shipped_sizes(recipe: str) -> list[str]:
+    from mrsisr.recipes import SIZES
+    from mrsisr.zoo import weights_path
+
+    return [size for size in SIZES if weights_path(recipe, size).is_file()]
 
 
 recipe_app = typer.Typer(help="Read, check and print recipes.", no_args_is_help=True)
