@@ -235,3 +235,18 @@ def test_ddp_two_gloo_processes_end_identical(tmp_path):
     for k in r0:
         torch.testing.assert_close(r0[k], r1[k], rtol=0, atol=0)
     assert (tmp_path / "weights.safetensors").is_file()  # rank 0 wrote the run
+
+
+def test_load_weights_under_another_part_name(tmp_path):
+    from torch import nn
+
+    from mrsisr.errors import CheckpointError
+    from mrsisr.train.engine import load_weights_into, save_weights
+
+    torch.manual_seed(0)
+    trained, fresh = nn.Conv2d(2, 3, 3), nn.Conv2d(2, 3, 3)
+    path = save_weights({"network": trained}, tmp_path / "w.safetensors")
+    with pytest.raises(CheckpointError, match="no weights for part 'pre_network'; it has: network"):
+        load_weights_into({"pre_network": fresh}, path)
+    load_weights_into({"pre_network": fresh}, path, rename={"pre_network": "network"})
+    torch.testing.assert_close(fresh.weight, trained.weight)

@@ -45,7 +45,8 @@ def train_cmd(
     reuse: Annotated[
         list[str] | None,
         typer.Option(
-            help="STAGE=PATH: load that stage's weights from a run or weights file instead of training it (repeatable)."
+            help="STAGE=PATH[#PART]: load that stage's weights from a run or weights file instead of "
+            "training it; #PART names the part there if it differs (repeatable)."
         ),
     ] = None,
     set_: SetOption = None,

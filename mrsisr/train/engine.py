@@ -283,7 +283,8 @@ class Trainer:
         out_dir: Run folder.
         config: Run settings.
         reuse: Stage name → run folder or weights file whose weights replace training that stage
-            (e.g. one trained truncated UNet serving FTDDM and TDPM).
+            (e.g. one trained truncated UNet serving FTDDM and TDPM); `PATH#PART` takes the part
+            saved there under another name (`pre_network=runs/munet#network`).
         data_note: One line describing the data, for the card.
         progress: Show a rich progress bar.
         on_step: Called as `on_step(stage_name, step)` after every completed step (after any
@@ -358,7 +359,11 @@ class Trainer:
         cfg = self.config
         result = StageResult(stage.name)
         if stage.name in self.reuse:
-            load_weights_into(stage.modules, self.reuse[stage.name])
+            path, _, part = str(self.reuse[stage.name]).partition("#")
+            rename = {k: part for k in stage.modules} if part else None
+            if part and len(stage.modules) != 1:
+                raise MrsisrError(f"--reuse {stage.name}=...#{part}: stage '{stage.name}' has several parts")
+            load_weights_into(stage.modules, path, rename)
             result.reused_from = str(self.reuse[stage.name])
             return result
         for module in stage.frozen.values():
@@ -661,23 +666,31 @@ def save_weights(
     return path
 
 
-def load_weights_into(parts: Mapping[str, nn.Module], source: str | os.PathLike[str]) -> None:
+def load_weights_into(
+    parts: Mapping[str, nn.Module],
+    source: str | os.PathLike[str],
+    rename: Mapping[str, str] | None = None,
+) -> None:
     """Load parts from a run folder, a weights file or a checkpoint folder.
 
     Args:
         parts: Modules to fill, by part name.
         source: A run folder (its `weights.safetensors`), a `.safetensors` file, or a checkpoint
             folder (its EMA weights when present).
+        rename: Part name → name it has in `source`, when they differ (e.g. the Flow Enhancer's
+            `pre_network` is the `network` of a MUNet-FS-cWGAN run).
 
     Raises:
         CheckpointError: If the source is missing, unreadable, or lacks or mismatches a part.
     """
     source = Path(source)
+    rename = dict(rename or {})
     if (source / "state.json").is_file():
         ck = load_checkpoint(source)
         for k, m in parts.items():
-            has_ema = any(key.startswith(f"ema.{k}.") for key in ck.weights)
-            _strict_load(m, ck.part_state_dict(k, ema=has_ema), source, k)
+            name = rename.get(k, k)
+            has_ema = any(key.startswith(f"ema.{name}.") for key in ck.weights)
+            _strict_load(m, ck.part_state_dict(name, ema=has_ema), source, k)
         return
     file = source / WEIGHTS_FILE if source.is_dir() else source
     if not file.is_file():
@@ -689,10 +702,14 @@ def load_weights_into(parts: Mapping[str, nn.Module], source: str | os.PathLike[
             f"{file}: unreadable weights ({' '.join(str(exc).split())[:200]})"
         ) from None
     for k, m in parts.items():
-        prefix = f"{k}."
+        prefix = f"{rename.get(k, k)}."
         sd = {key[len(prefix) :]: v for key, v in tensors.items() if key.startswith(prefix)}
         if not sd:
-            raise CheckpointError(f"{file}: no weights for part '{k}'")
+            have = sorted({key.split(".", 1)[0] for key in tensors})
+            raise CheckpointError(
+                f"{file}: no weights for part '{prefix[:-1]}'; it has: {', '.join(have)} "
+                "(name one with --reuse STAGE=PATH#PART)"
+            )
         _strict_load(m, sd, file, k)
 
 
