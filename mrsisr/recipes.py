@@ -515,14 +515,3 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     raise TypeError(f"cannot write {type(value).__name__} to TOML")
-
-
-def recipe_names() -> list[str]:
-    """Return the names of all registered recipes (zoo and plugins).
-
-    Returns:
-        Sorted recipe names.
-    """
-    from mrsisr.registries import RECIPES
-
-    return RECIPES.names()

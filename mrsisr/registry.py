@@ -356,13 +356,13 @@ class Registry(Generic[T]):
         listing = ", ".join(known) if known else "(none)"
         return UnknownNameError(f"unknown {self.role} entry '{name}'.{hint} Available: {listing}")
 
-    def raise_if_plugin_clash(self) -> None:
-        """Raise if any plugin of this registry was refused for using a built-in's name.
+    def raise_for_problems(self) -> None:
+        """Raise if any plugin of this registry was skipped (import failure or a built-in's name).
 
         Useful in strict environments (CI of a plugin package) where a skipped plugin must fail.
 
         Raises:
-            PluginError: Naming the plugin and the entry it tried to replace.
+            PluginError: With the first problem's message (it names the plugin's distribution).
         """
         for p in self.problems:
             raise PluginError(p.message)

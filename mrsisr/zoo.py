@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -93,13 +92,17 @@ def load_pipeline_weights(pipeline: Any, path: str | os.PathLike[str]) -> None:
         with safe_open(str(file), framework="pt") as fh:
             present = {k.split(".", 1)[0] for k in fh.keys()}
     except Exception as exc:  # safetensors raises several types for damaged files
-        raise CheckpointError(f"{file}: unreadable weights ({' '.join(str(exc).split())[:200]})") from None
+        raise CheckpointError(
+            f"{file}: unreadable weights ({' '.join(str(exc).split())[:200]})"
+        ) from None
     wanted = {}
     for part, (module, counted) in pipeline_parts(pipeline).items():
         if part in present:
             wanted[part] = module
         elif counted:
-            raise CheckpointError(f"{file}: no weights for part '{part}'; is it for another recipe?")
+            raise CheckpointError(
+                f"{file}: no weights for part '{part}'; is it for another recipe?"
+            )
     load_weights_into(wanted, file)
 
 
@@ -140,7 +143,10 @@ def load(
 
 
 def export_run(
-    run: str | os.PathLike[str], *, dest: str | os.PathLike[str] | None = None, dtype: torch.dtype = torch.float16
+    run: str | os.PathLike[str],
+    *,
+    dest: str | os.PathLike[str] | None = None,
+    dtype: torch.dtype = torch.float16,
 ) -> Path:
     """Copy a finished training run into the zoo as compact weights plus a card.
 
@@ -160,16 +166,21 @@ def export_run(
     run = Path(run)
     card_file, weights_file = run / "card.json", run / "weights.safetensors"
     if not (card_file.is_file() and weights_file.is_file()):
-        raise CheckpointError(f"{run}: not a finished run (needs card.json and weights.safetensors)")
+        raise CheckpointError(
+            f"{run}: not a finished run (needs card.json and weights.safetensors)"
+        )
     card = json.loads(card_file.read_text())
     dest = Path(dest) if dest is not None else weights_dir()
     dest.mkdir(parents=True, exist_ok=True)
     out = dest / f"{card['recipe']}-{card['size']}.safetensors"
-    tensors = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in load_file(str(weights_file)).items()}
+    tensors = {
+        k: (v.to(dtype) if v.is_floating_point() else v)
+        for k, v in load_file(str(weights_file)).items()
+    }
     tmp = out.with_name(f".{out.name}.tmp")
     save_file(tensors, str(tmp))
     os.replace(tmp, out)
     card = dict(card, exported_dtype=str(dtype).replace("torch.", ""), source_run=run.name)
     out.with_suffix(".json.tmp").write_text(json.dumps(card, indent=2))
-    shutil.move(str(out.with_suffix(".json.tmp")), out.with_suffix(".json"))
+    os.replace(out.with_suffix(".json.tmp"), out.with_suffix(".json"))
     return out

@@ -135,6 +135,8 @@ def test_broken_plugin_is_reported_and_skipped():
     assert problem.distribution == "bad-pkg" and problem.name == "broken"
     with pytest.raises(UnknownNameError):
         reg.get("broken")
+    with pytest.raises(PluginError, match="bad-pkg"):
+        reg.raise_for_problems()
 
 
 def test_plugin_cannot_shadow_a_builtin():
@@ -153,7 +155,7 @@ def test_plugin_cannot_shadow_a_builtin():
     message = str(record[0].message)
     assert "evil-pkg" in message and "built-in 'ancestral'" in message
     with pytest.raises(PluginError, match="evil-pkg"):
-        reg.raise_if_plugin_clash()
+        reg.raise_for_problems()
 
 
 def test_registries_do_not_share_state():

@@ -121,7 +121,7 @@ def test_train_cli_end_to_end_on_a_small_phantom(tmp_path, cli):
     assert result.exit_code == 0, result.output
     card = json.loads((run / "card.json").read_text())
     assert [s["name"] for s in card["stages"]] == ["denoiser", "flow"]
-    assert "phantom" not in card["data"] or str(data) in card["data"]
+    assert str(data) in card["data"] and "fold 0" in card["data"]
     again = cli(*args)
     assert again.exit_code == 2 and "already holds a run" in again.output
     resumed = cli(*args, "--resume")

@@ -66,16 +66,11 @@ def _root() -> None:
 
 
 def _register_commands() -> None:
-    from mrsisr.cli import train, zoo
+    from mrsisr.cli import data, train, zoo
 
     zoo.register(app)
     train.register(app)
-    try:
-        from mrsisr.cli import data
-    except ImportError:  # the data commands arrive with mrsisr.data
-        pass
-    else:
-        app.add_typer(data.app, name="data")
+    app.add_typer(data.app, name="data")
 
 
 _register_commands()

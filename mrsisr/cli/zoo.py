@@ -154,14 +154,12 @@ def recipe_info(
     Returns:
         `{"name", "size", "params": {"total", <part>: n}, "uncounted": [...], "nfe"}`.
     """
-    import torch
 
     from mrsisr.pipeline import count_parameters, pipeline_parts
     from mrsisr.recipes import load_recipe
 
     recipe = load_recipe(name, size=size, overrides=overrides)
-    with torch.device("cpu"):
-        pipeline = recipe.build()
+    pipeline = recipe.build()
     parts = pipeline_parts(pipeline)
     return {
         "name": recipe.name,

@@ -204,6 +204,7 @@ class BatchPlan:
             self._epoch = epoch
         full = self._batches[pos]
         share = math.ceil(len(full) / self.world)
+        # a rank left without maps (batch smaller than the world) repeats one: DDP needs every rank to step
         return full[self.rank * share : (self.rank + 1) * share] or full[:1]
 
     def batch(self, step: int, device: torch.device) -> Batch:
@@ -362,7 +363,9 @@ class Trainer:
             path, _, part = str(self.reuse[stage.name]).partition("#")
             rename = {k: part for k in stage.modules} if part else None
             if part and len(stage.modules) != 1:
-                raise MrsisrError(f"--reuse {stage.name}=...#{part}: stage '{stage.name}' has several parts")
+                raise MrsisrError(
+                    f"--reuse {stage.name}=...#{part}: stage '{stage.name}' has several parts"
+                )
             load_weights_into(stage.modules, path, rename)
             result.reused_from = str(self.reuse[stage.name])
             return result
@@ -405,8 +408,8 @@ class Trainer:
             best = ck.state.get("best_val_loss") or math.inf
             history = list(ck.state.get("recent_losses", []))
             wall = float(ck.state.get("wall_time_s", 0.0))
-        elif start == 0:
-            self._data_dependent_init(index, stage, plan)
+        else:
+            self._data_dependent_init(index, stage)
 
         loss_module = _wrap(_LossModule(stage.modules, stage.loss), self.info)
         critic_module = (
@@ -415,7 +418,7 @@ class Trainer:
             else None
         )
         t0 = time.perf_counter()
-        bar = self._progress(stage, start)
+        bar = self._progress()
         with bar if bar is not None else nullcontext():
             task = (
                 bar.add_task(
@@ -513,7 +516,7 @@ class Trainer:
             for k, m in stage.modules.items()
         }
 
-    def _data_dependent_init(self, index: int, stage: Stage, plan: BatchPlan) -> None:
+    def _data_dependent_init(self, index: int, stage: Stage) -> None:
         # ActNorm-style layers initialise from their first batch. Run that batch (the same one on
         # every rank) before DDP wraps the modules, so ranks start identical.
         if self.info.world <= 1:
@@ -578,7 +581,7 @@ class Trainer:
             save_rng=False,  # every draw is re-derived from (seed, stage, step)
         )
 
-    def _progress(self, stage: Stage, start: int):
+    def _progress(self):
         if not self.progress:
             return None
         from rich.progress import (
