@@ -184,7 +184,9 @@ class OneStepPipeline(nn.Module):
         Returns:
             Scalar loss.
         """
-        lam = self.draw_lambda_adv(_same_draw(generator)) if lambda_adv is None else float(lambda_adv)
+        lam = (
+            self.draw_lambda_adv(_same_draw(generator)) if lambda_adv is None else float(lambda_adv)
+        )
         x0_hat = self._predict(batch, lam)
         return _generator_loss(x0_hat, batch.x0, self.critic, batch.cond, lam)
 
@@ -209,7 +211,9 @@ class OneStepPipeline(nn.Module):
         """
         if self.critic is None:
             raise ValueError("one_step: this pipeline has no critic to train")
-        lam = self.draw_lambda_adv(_same_draw(generator)) if lambda_adv is None else float(lambda_adv)
+        lam = (
+            self.draw_lambda_adv(_same_draw(generator)) if lambda_adv is None else float(lambda_adv)
+        )
         with torch.no_grad():
             fake = self._predict(batch, lam)
         return _critic_loss(self.critic, batch.cond, batch.x0, fake, self.gp_weight, generator)

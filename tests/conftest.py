@@ -22,3 +22,11 @@ def cli():
         return runner.invoke(app, list(args), env={"COLUMNS": "200"})
 
     return invoke
+
+
+@pytest.fixture(scope="session")
+def cohort5(tmp_path_factory):
+    """A 5-subject phantom cohort (one subject per fold group), built once per test session."""
+    from mrsisr.data import make_phantom_cohort
+
+    return make_phantom_cohort(tmp_path_factory.mktemp("cohort5") / "c", subjects=5, seed=0)

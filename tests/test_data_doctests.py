@@ -1,4 +1,4 @@
-"""The Examples sections of the data and metrics docstrings run."""
+"""The Examples sections of the data, bench and sr docstrings run."""
 
 import doctest
 import importlib
@@ -10,6 +10,8 @@ MODULES = [
     "mrsisr.data.splits",
     "mrsisr.data.dataset",
     "mrsisr.data.phantom",
+    "mrsisr.bench",
+    "mrsisr.sr",
 ]
 
 

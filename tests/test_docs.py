@@ -68,7 +68,9 @@ def test_every_public_symbol_has_a_docstring():
                     missing.append(f"{name}.{attr}")
                 if inspect.isclass(obj):
                     for meth, fn in vars(obj).items():
-                        if meth.startswith("_") or not (inspect.isfunction(fn) or isinstance(fn, property)):
+                        if meth.startswith("_") or not (
+                            inspect.isfunction(fn) or isinstance(fn, property)
+                        ):
                             continue
                         if not inspect.getdoc(fn):
                             missing.append(f"{name}.{attr}.{meth}")

@@ -281,8 +281,13 @@ def test_tiny_recipes_sample_and_switch_to_dpm_solver(name: str) -> None:
     assert pipe.nfe == 11
     mask = torch.ones(1, 1, 64, 64)
     mask[..., :8, :] = 0
-    cond = Condition(mask=mask, lr=torch.rand(1, 1, 64, 64) * mask, t1=torch.rand(1, 1, 64, 64),
-                     flair=torch.rand(1, 1, 64, 64), scale=torch.tensor([4.0]))
+    cond = Condition(
+        mask=mask,
+        lr=torch.rand(1, 1, 64, 64) * mask,
+        t1=torch.rand(1, 1, 64, 64),
+        flair=torch.rand(1, 1, 64, 64),
+        scale=torch.tensor([4.0]),
+    )
     x = pipe.sample(cond, generator=torch.Generator().manual_seed(0))
     assert x.shape == (1, 1, 64, 64) and torch.isfinite(x).all()
     assert (x[..., :8, :] == 0).all() and x.min() >= 0 and x.max() <= 1
@@ -323,15 +328,20 @@ def test_trainer_runs_the_initializer_stages(tmp_path, init_name: str, stages: l
         t_start=100,
     )
     recipe = Recipe(name="tiny_init", size="tiny", source=None, meta={"title": "t"}, tables={})
-    cfg = TrainConfig(steps=3, batch_size=2, seed=0, checkpoint_every=3, validate_every=3,
-                      val_batches=1)
-    results = Trainer(pipe, recipe, _tiny_dataset(), _tiny_dataset(), tmp_path / "run", cfg,
-                      progress=False).run()
+    cfg = TrainConfig(
+        steps=3, batch_size=2, seed=0, checkpoint_every=3, validate_every=3, val_batches=1
+    )
+    results = Trainer(
+        pipe, recipe, _tiny_dataset(), _tiny_dataset(), tmp_path / "run", cfg, progress=False
+    ).run()
     assert [r.name for r in results] == stages
     assert all(math.isfinite(r.final_loss) for r in results)
     if init_name == "flow":  # ActNorm took its data-dependent init from the first batch
-        assert all(bool(m.initialized) for m in pipe.initializer.flow.modules()
-                   if hasattr(m, "initialized"))
+        assert all(
+            bool(m.initialized)
+            for m in pipe.initializer.flow.modules()
+            if hasattr(m, "initialized")
+        )
 
 
 @pytest.mark.parametrize("size", ["paper", "small", "tiny"])

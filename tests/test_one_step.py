@@ -154,8 +154,11 @@ def test_inference_uses_the_metabolite_carried_by_the_condition():
     pipe = load_recipe("munet_fs_cwgan", size="tiny").build().eval()
     b = 2
     cond = Condition(
-        mask=torch.ones(b, 1, 64, 64), lr=torch.rand(b, 1, 64, 64), t1=torch.rand(b, 1, 64, 64),
-        flair=torch.rand(b, 1, 64, 64), scale=torch.full((b,), 4.0),
+        mask=torch.ones(b, 1, 64, 64),
+        lr=torch.rand(b, 1, 64, 64),
+        t1=torch.rand(b, 1, 64, 64),
+        flair=torch.rand(b, 1, 64, 64),
+        scale=torch.full((b,), 4.0),
         metabolite=torch.full((b,), METABOLITES.index("NAA")),
     )
     implicit = pipe.sample(cond)
@@ -167,13 +170,20 @@ def test_inference_uses_the_metabolite_carried_by_the_condition():
 
 def test_one_lambda_adv_per_training_step():
     torch.manual_seed(0)
-    pipe = load_recipe("munet_fs_cwgan", size="tiny", overrides={"pipeline.lambda_adv_range": [0.0, 1.0]}).build()
+    pipe = load_recipe(
+        "munet_fs_cwgan", size="tiny", overrides={"pipeline.lambda_adv_range": [0.0, 1.0]}
+    ).build()
     seen = []
     real_predict = pipe._predict
     pipe._predict = lambda batch, lam: (seen.append(lam), real_predict(batch, lam))[1]
     b = 2
-    cond = Condition(mask=torch.ones(b, 1, 64, 64), lr=torch.rand(b, 1, 64, 64), t1=torch.rand(b, 1, 64, 64),
-                     flair=torch.rand(b, 1, 64, 64), scale=torch.full((b,), 4.0))
+    cond = Condition(
+        mask=torch.ones(b, 1, 64, 64),
+        lr=torch.rand(b, 1, 64, 64),
+        t1=torch.rand(b, 1, 64, 64),
+        flair=torch.rand(b, 1, 64, 64),
+        scale=torch.full((b,), 4.0),
+    )
     batch = Batch(x0=torch.rand(b, 1, 64, 64), cond=cond, max_value=torch.ones(b))
     for seed in range(4):
         gen = torch.Generator().manual_seed(seed)

@@ -25,8 +25,14 @@ def test_shipped_weights_load_and_have_a_card(path):
     ones = torch.ones(2, 1, 64, 64)
     from mrsisr.types import Condition
 
-    cond = Condition(mask=ones, lr=0.5 * ones, t1=ones, flair=ones, scale=torch.full((2,), 4.0),
-                     metabolite=torch.tensor([2, 1]))
+    cond = Condition(
+        mask=ones,
+        lr=0.5 * ones,
+        t1=ones,
+        flair=ones,
+        scale=torch.full((2,), 4.0),
+        metabolite=torch.tensor([2, 1]),
+    )
     if getattr(pipe, "t_start", 0) > 100:
         pytest.skip("full 1000-step chain: covered by the bench, not the unit tests")
     x = pipe.sample(cond, generator=torch.Generator().manual_seed(0))

@@ -157,8 +157,15 @@ def test_first_level_width_other_than_base():
     from mrsisr.registries import BACKBONES
     from mrsisr.types import Condition
 
-    net = BACKBONES.build("unet", model_channels=4, channel_mult=(2, 2), num_res_blocks=1,
-                          attention_resolutions=(), num_heads=1, image_size=16)
+    net = BACKBONES.build(
+        "unet",
+        model_channels=4,
+        channel_mult=(2, 2),
+        num_res_blocks=1,
+        attention_resolutions=(),
+        num_heads=1,
+        image_size=16,
+    )
     ones = torch.ones(2, 1, 16, 16)
     cond = Condition(mask=ones, lr=ones, t1=ones, flair=ones, scale=torch.full((2,), 4.0))
     assert net(torch.randn(2, 1, 16, 16), torch.tensor([1, 50]), cond).shape == (2, 1, 16, 16)

@@ -38,10 +38,14 @@ def synthetic_batch(n=4, size=64, seed=0):
     for i in range(n):
         m = np.zeros((1, size, size), np.float32)
         yy, xx = np.mgrid[:size, :size]
-        m[0] = np.exp(-((yy - 32) ** 2 + (xx - 30 - 2 * i) ** 2) / 300.0) + 0.1 * rng.random((size, size))
+        m[0] = np.exp(-((yy - 32) ** 2 + (xx - 30 - 2 * i) ** 2) / 300.0) + 0.1 * rng.random(
+            (size, size)
+        )
         m[0, :6] = 0  # a masked band
         t1 = rng.uniform(0.2, 1.0, (1, size, size)).astype(np.float32)
-        subs.append(Subject(f"s{i}", {"NAA": m}, {"NAA": m > 0}, t1, t1.copy(), shape=(1, size, size)))
+        subs.append(
+            Subject(f"s{i}", {"NAA": m}, {"NAA": m > 0}, t1, t1.copy(), shape=(1, size, size))
+        )
     data = MRSIDataset(subs, metabolites=("NAA",), lr_size=16)
     return collate([data[i] for i in range(len(data))])
 
@@ -77,9 +81,13 @@ def test_paper_size_counts_match_table1(name, cli):
     info = json.loads(result.output)
     nfe, params = TABLE1[name]
     assert info["nfe"] == nfe
-    assert info["params"]["total"] == pytest.approx(params, rel=0.01 if params % 100_000 == 0 else 0)
+    assert info["params"]["total"] == pytest.approx(
+        params, rel=0.01 if params % 100_000 == 0 else 0
+    )
     assert info["params"]["total"] == sum(
-        v for k, v in info["params"].items() if k not in ("total", "discriminator", "critic", "pre_network")
+        v
+        for k, v in info["params"].items()
+        if k not in ("total", "discriminator", "critic", "pre_network")
     )
 
 
@@ -115,8 +123,24 @@ def test_train_cli_end_to_end_on_a_small_phantom(tmp_path, cli):
     made = cli("data", "phantom", "--out", str(data), "--subjects", "5", "--seed", "3")
     assert made.exit_code == 0, made.output
     run = tmp_path / "run"
-    args = ["train", "ftddm", "--data", str(data), "--size", "tiny", "--steps", "2", "--batch", "2",
-            "--out", str(run), "--checkpoint-every", "1", "--val-batches", "1"]
+    args = [
+        "train",
+        "ftddm",
+        "--data",
+        str(data),
+        "--size",
+        "tiny",
+        "--steps",
+        "2",
+        "--batch",
+        "2",
+        "--out",
+        str(run),
+        "--checkpoint-every",
+        "1",
+        "--val-batches",
+        "1",
+    ]
     result = cli(*args)
     assert result.exit_code == 0, result.output
     card = json.loads((run / "card.json").read_text())
@@ -157,5 +181,7 @@ def test_load_without_shipped_weights_says_how_to_train(tmp_path, monkeypatch):
     from mrsisr.errors import CheckpointError
 
     monkeypatch.setattr("mrsisr.zoo.weights_dir", lambda: tmp_path)
-    with pytest.raises(CheckpointError, match=r"no shipped weights for 'ddpm' at size 'tiny'.*mrsisr train ddpm"):
+    with pytest.raises(
+        CheckpointError, match=r"no shipped weights for 'ddpm' at size 'tiny'.*mrsisr train ddpm"
+    ):
         mrsisr.load("ddpm", size="tiny")

@@ -1,4 +1,5 @@
 """Built-in backbones; each module registers its entries on import."""
+
 from mrsisr.backbones import (
     critic,  # noqa: F401
     discriminators,  # noqa: F401

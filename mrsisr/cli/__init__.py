@@ -66,10 +66,12 @@ def _root() -> None:
 
 
 def _register_commands() -> None:
-    from mrsisr.cli import data, train, zoo
+    from mrsisr.cli import bench, data, sr, train, zoo
 
     zoo.register(app)
     train.register(app)
+    bench.register(app)
+    sr.register(app)
     app.add_typer(data.app, name="data")
 
 

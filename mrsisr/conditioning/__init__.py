@@ -1,4 +1,5 @@
 """Built-in conditioning; each module registers its entries on import."""
+
 from mrsisr.conditioning import (
     adagn,  # noqa: F401
     cin,  # noqa: F401

@@ -22,6 +22,7 @@ from mrsisr.data.nifti import (
     check_subject_dir,
     load_dataset,
     load_subject,
+    write_nifti,
 )
 from mrsisr.data.splits import fold_split
 from mrsisr.data.transforms import Transform, augment, random_transform
@@ -47,6 +48,7 @@ __all__ = [
     "phantom_cohort",
     "random_transform",
     "upscale_factor",
+    "write_nifti",
 ]
 
 # torch (dataset) and scipy-heavy phantom code are imported on first use, so `mrsisr data check`

@@ -216,7 +216,9 @@ def collate(items: Sequence[MapSample]) -> Batch:
         t1=stack("t1"),
         flair=stack("flair"),
         scale=torch.tensor([it.scale for it in items], dtype=torch.float32),
-        metabolite=torch.tensor([METABOLITES.index(it.metabolite) for it in items], dtype=torch.int64),
+        metabolite=torch.tensor(
+            [METABOLITES.index(it.metabolite) for it in items], dtype=torch.int64
+        ),
     )
     return Batch(
         x0=stack("x0"),

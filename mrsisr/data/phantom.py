@@ -27,7 +27,6 @@ linewidth, B0, tissue fractions, tumour labels).
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import shutil
@@ -40,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from mrsisr.data.nifti import METABOLITES
+from mrsisr.data.nifti import write_nifti as _write_nifti
 from mrsisr.errors import DataError
 
 PHANTOM_VERSION = 1
@@ -586,18 +586,6 @@ def _hot_voxels(x: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> No
 
 # --------------------------------------------------------------------------------------------
 # writing
-
-
-def _write_nifti(path: Path, data: np.ndarray, affine: np.ndarray) -> None:
-    """Write a NIfTI-1 file byte-identically for identical input (fixed header, gzip mtime 0)."""
-    import nibabel as nib
-
-    img = nib.Nifti1Image(np.asarray(data), affine)
-    img.header.set_xyzt_units("mm", "sec")
-    img.set_qform(affine, code=1)
-    img.set_sform(affine, code=1)
-    raw = img.to_bytes()
-    path.write_bytes(gzip.compress(raw, compresslevel=1, mtime=0))
 
 
 def write_subject(out_dir: Path, sub: dict) -> None:

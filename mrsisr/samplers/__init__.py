@@ -1,4 +1,5 @@
 """Built-in samplers; each module registers its entries on import."""
+
 from mrsisr.samplers import (
     ancestral,  # noqa: F401
     dpm_solver_pp,  # noqa: F401

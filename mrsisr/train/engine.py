@@ -419,6 +419,7 @@ class Trainer:
         )
         t0 = time.perf_counter()
         bar = self._progress()
+        live = bar is not None and bar.console.is_terminal
         with bar if bar is not None else nullcontext():
             task = (
                 bar.add_task(
@@ -456,7 +457,7 @@ class Trainer:
                 done = step + 1
                 if task is not None:
                     now = time.perf_counter()
-                    if now - last_tick > 0.5 or done == cfg.steps:
+                    if now - last_tick > (0.5 if live else 60.0) or done == cfg.steps:
                         rate = (done - last_step) / (now - last_tick)
                         bar.update(
                             task,
@@ -464,6 +465,13 @@ class Trainer:
                             loss=float(np.mean(history)),
                             rate=f"{rate:.2f} it/s",
                         )
+                        if not live:  # a log file, not a terminal: one plain line a minute
+                            eta = (cfg.steps - done) / max(rate, 1e-9)
+                            bar.console.print(
+                                f"{stage.name} {done}/{cfg.steps} loss {np.mean(history):.4f} "
+                                f"{rate:.2f} it/s eta {eta / 60:.1f} min",
+                                highlight=False,
+                            )
                         last_tick, last_step = now, done
                 validate = (
                     self.val_data is not None

@@ -121,7 +121,9 @@ def train_recipe(
     pipeline = recipe.build()
     source = "phantom cohort" if str(data) == "phantom" else "data"
     n_val = 0 if val_set is None else len(val_set)
-    note = f"{source} {data_dir}, fold {fold}: {len(train_set)} training maps, {n_val} validation maps"
+    note = (
+        f"{source} {data_dir}, fold {fold}: {len(train_set)} training maps, {n_val} validation maps"
+    )
     trainer = Trainer(
         pipeline,
         recipe,

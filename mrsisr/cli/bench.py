@@ -1,0 +1,212 @@
+"""`mrsisr bench`: the side-by-side benchmark (the paper's Table 1 protocol) on the terminal and on disk."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mrsisr.cli.zoo import SetOption, SizeOption, parse_overrides
+from mrsisr.errors import MrsisrError
+
+console = Console()
+if not console.is_terminal and "COLUMNS" not in os.environ:
+    console = Console(width=150)  # a log file: keep each table row on one line
+
+
+def parse_list(text: str, what: str, cast: type = str) -> list:
+    """Split a comma-separated option value, with a clear error for bad items.
+
+    Args:
+        text: E.g. `ftddm,tdpm,ddpm` or `8,4,2`.
+        what: The option's name, for messages.
+        cast: Type of each item.
+
+    Returns:
+        The items.
+
+    Raises:
+        MrsisrError: If an item is empty or cannot be converted.
+    """
+    items = [t.strip() for t in text.split(",")]
+    if not all(items):
+        raise MrsisrError(f"{what}: empty item in '{text}'; separate items with commas")
+    try:
+        return [cast(t) for t in items]
+    except ValueError:
+        raise MrsisrError(f"{what}: '{text}' is not a list of {cast.__name__}") from None
+
+
+def parse_pairs(items: list[str] | None, what: str) -> dict[str, str]:
+    """Parse repeated `NAME=VALUE` options.
+
+    Args:
+        items: The option's values.
+        what: The option's name, for messages.
+
+    Returns:
+        Name → value.
+
+    Raises:
+        MrsisrError: If an item has no `=`.
+    """
+    out = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name or not value:
+            raise MrsisrError(f"{what} '{item}': expected NAME=PATH, e.g. ftddm=runs/ftddm")
+        out[name] = value
+    return out
+
+
+def _fmt(mean: float, std: float, digits: int) -> str:
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def _p(p: float | None) -> str:
+    return "" if p is None else f"{p:.1e}"
+
+
+def bench_cmd(
+    models: Annotated[
+        str, typer.Option(help="Comma-separated recipes; the first is the Wilcoxon reference.")
+    ] = "ftddm,tdpm,ddpm",
+    scales: Annotated[str, typer.Option(help="Comma-separated upscaling factors.")] = "8,4,2",
+    data: Annotated[
+        str, typer.Option(help="'phantom' or a folder of subject folders.")
+    ] = "phantom",
+    fold: Annotated[
+        int, typer.Option(min=0, max=4, help="Fold whose test subjects are scored.")
+    ] = 0,
+    limit: Annotated[
+        int,
+        typer.Option(min=0, help="Maps per scale (a seeded subset of the test maps); 0 = all."),
+    ] = 4,
+    size: SizeOption = "small",
+    seed: Annotated[int, typer.Option(help="Seed of the map choice and the sampling noise.")] = 0,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    out: Annotated[
+        str, typer.Option("--out", "-o", help="Folder for results.json, results.csv, grid.png.")
+    ] = "bench-results",
+    batch: Annotated[
+        int, typer.Option(min=0, help="Maps per sampling call; 0 = all maps of a scale at once.")
+    ] = 0,
+    weights: Annotated[
+        list[str] | None,
+        typer.Option(help="NAME=PATH: weights file or run folder for a model (repeatable)."),
+    ] = None,
+    untrained: Annotated[
+        bool,
+        typer.Option(
+            "--untrained", help="Allow models without weights (random weights: timings only)."
+        ),
+    ] = False,
+    uq_samples: Annotated[
+        int, typer.Option(min=0, help="Samples of the first model for the figure's std map.")
+    ] = 4,
+    set_: SetOption = None,
+) -> None:
+    """Benchmark models side by side on the same maps: NFE, time, parameters, NRMSE/PSNR/SSIM.
+
+    Prints the paper's Table 1 for the chosen models (mean ± std over the maps, paired Wilcoxon
+    p-values against the first model) and writes results.json, results.csv and a figure.
+    Under `torchrun --nproc_per_node=N` the maps are sharded over the processes.
+    """
+    from mrsisr.bench import run_bench
+
+    names = parse_list(models, "--models")
+    scale_list = parse_list(scales, "--scales", int)
+    weight_map = parse_pairs(weights, "--weights")
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise MrsisrError(f"--out {out}: exists and is not a folder; choose another path")
+    dist = _init_distributed(device)
+    result = run_bench(
+        names,
+        scales=scale_list,
+        data=data,
+        fold=fold,
+        limit=limit or None,
+        size=size,
+        seed=seed,
+        device=device,
+        batch=batch or None,
+        weights=weight_map,
+        untrained=untrained,
+        overrides=parse_overrides(set_),
+        uq_samples=uq_samples,
+    )
+    if dist:
+        import torch.distributed
+
+        rank = torch.distributed.get_rank()
+        torch.distributed.destroy_process_group()
+        if rank != 0:
+            return
+    console.print(bench_table(result))
+    written = result.save(out)
+    console.print("wrote " + ", ".join(str(p) for p in written))
+
+
+def bench_table(result) -> Table:  # noqa: ANN001
+    """Render a bench result as a rich table, one line per model and scale.
+
+    Args:
+        result: A [`BenchResult`][mrsisr.bench.BenchResult].
+
+    Returns:
+        The table.
+    """
+    cfg = result.config
+    n = result.rows[0].n_maps if result.rows else 0
+    title = (
+        f"mrsisr bench: {cfg['size']} size, {cfg['data']} fold {cfg['fold']}, {n} maps per scale, "
+        f"{result.machine}"
+    )
+    if cfg["untrained"]:
+        title += f" [red]UNTRAINED (timings only): {', '.join(cfg['untrained'])}[/red]"
+    table = Table(title=title, title_justify="left")
+    for col in ("model", "scale", "NFE", "s/slice", "params", "NRMSE", "PSNR", "SSIM", "p(SSIM)"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    last_scale = None
+    for r in result.rows:
+        if last_scale is not None and r.scale != last_scale:
+            table.add_section()
+        last_scale = r.scale
+        table.add_row(
+            r.model,
+            f"×{r.scale}",
+            str(r.nfe),
+            f"{r.sec_per_slice:.3f}" if r.nfe else "",
+            f"{r.params / 1e6:.2f}M" if r.params else "",
+            _fmt(r.nrmse_mean, r.nrmse_std, 3),
+            _fmt(r.psnr_mean, r.psnr_std, 2),
+            _fmt(r.ssim_mean, r.ssim_std, 3),
+            _p(r.p_ssim),
+        )
+    return table
+
+
+def _init_distributed(device: str) -> bool:
+    """Join the process group when started by torchrun (WORLD_SIZE > 1)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return False
+    import torch
+    import torch.distributed as dist
+
+    backend = "nccl" if device.startswith("cuda") else "gloo"
+    if device.startswith("cuda"):
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group(backend)
+    return True
+
+
+def register(app: typer.Typer) -> None:
+    """Add `bench` to the application.
+
+    Args:
+        app: The root typer app.
+    """
+    app.command("bench")(bench_cmd)

@@ -1,0 +1,122 @@
+"""`mrsisr bench`: the side-by-side benchmark at tiny size on 2 maps."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from mrsisr.bench import _merge, run_bench, select_maps
+from mrsisr.data import MRSIDataset, collate, fold_split, load_dataset
+from mrsisr.metrics import batch_metrics
+from mrsisr.pipeline import count_parameters
+from mrsisr.recipes import load_recipe
+
+
+def test_select_maps_is_seeded_sorted_and_bounded():
+    a = select_maps(50, 7, seed=3)
+    assert a == sorted(a) and len(set(a)) == 7 and all(0 <= i < 50 for i in a)
+    assert a == select_maps(50, 7, seed=3) and a != select_maps(50, 7, seed=4)
+    assert select_maps(5, None) == select_maps(5, 9) == [0, 1, 2, 3, 4]
+
+
+def test_merge_undoes_rank_sharding():
+    chosen = list(range(7))
+    parts = [
+        {k: np.array(chosen[r::3], float) for k in ("nrmse", "psnr", "ssim")} for r in range(3)
+    ]
+    merged = _merge(parts, chosen, 3)
+    assert merged["ssim"].tolist() == [float(i) for i in chosen]
+
+
+def test_bench_cli_tiny_on_two_maps(cli, cohort5, tmp_path):
+    out = tmp_path / "bench"
+    res = cli(
+        "bench",
+        "--models",
+        "ftddm,tdpm,ddpm_respace",
+        "--size",
+        "tiny",
+        "--untrained",
+        "--data",
+        str(cohort5),
+        "--limit",
+        "2",
+        "--scales",
+        "8",
+        "--uq-samples",
+        "2",
+        "--out",
+        str(out),
+    )
+    assert res.exit_code == 0, res.output
+    assert "UNTRAINED" in res.output and "ftddm" in res.output
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    assert [(r["model"], r["scale"]) for r in rows] == [
+        (m, s) for s in (8,) for m in ("ftddm", "tdpm", "ddpm_respace", "lr_input")
+    ]
+    by = {(r["model"], r["scale"]): r for r in rows}
+    for name, nfe in (("ftddm", 101), ("tdpm", 101), ("ddpm_respace", 100)):
+        r = by[(name, 8)]
+        assert r["nfe"] == nfe
+        assert r["params"] == count_parameters(load_recipe(name, size="tiny").build())["total"]
+        assert r["sec_per_slice"] > 0 and r["n_maps"] == 2
+        for k in ("nrmse", "psnr", "ssim"):
+            assert np.isfinite(r[f"{k}_mean"]) and r[f"{k}_std"] >= 0
+    assert by[("ftddm", 8)]["p_ssim"] is None  # the reference
+    assert 0 <= by[("tdpm", 8)]["p_ssim"] <= 1
+
+    # The lr_input row is the zero-filled input scored on the same 2 maps, computed independently.
+    subjects = load_dataset(cohort5)
+    _, _, test_ids = fold_split([s.subject for s in subjects], 0)
+    data = MRSIDataset(subjects, lr_size=8, subject_ids=test_ids)
+    batch = collate([data[i] for i in select_maps(len(data), 2, 0)])
+    scale = batch.max_value.view(-1, 1, 1, 1)
+    ref = batch_metrics(batch.cond.lr.clamp(0, 1) * batch.cond.mask * scale, batch.x0 * scale)
+    assert by[("lr_input", 8)]["ssim_mean"] == pytest.approx(float(ref["ssim"].mean()), rel=1e-9)
+    assert by[("lr_input", 8)]["nrmse_std"] == pytest.approx(
+        float(ref["nrmse"].numpy().std()), rel=1e-9
+    )  # ddof 0
+
+    with (out / "results.csv").open() as fh:
+        table = list(csv.DictReader(fh))
+    assert len(table) == len(rows) and table[0]["model"] == "ftddm"
+    png = (out / "grid.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+def test_bench_pipelines_from_python_share_maps(cohort5):
+    from mrsisr.one_step import OneStepPipeline
+
+    class Identity(torch.nn.Module):  # returns the LR input: must score exactly as lr_input
+        def forward(self, cond, lambda_adv=0.0, metabolite=None):
+            return cond.lr
+
+    result = run_bench(
+        [("identity", OneStepPipeline(Identity()))],
+        data=cohort5,
+        limit=3,
+        scales=(4, 2),
+        progress=False,
+        uq_samples=0,
+    )
+    ident, lr = result.scores[("identity", 4)], result.scores[("lr_input", 4)]
+    assert np.allclose(ident["ssim"], lr["ssim"]) and len(result.maps) == 3
+    assert result.rows[1].p_ssim == 1.0  # identical scores: no evidence of a difference
+
+
+def test_bench_missing_weights_is_one_line_and_writes_nothing(cli, cohort5, tmp_path):
+    out = tmp_path / "none"
+    res = cli(
+        "bench", "--models", "ftddm", "--size", "tiny", "--data", str(cohort5), "--out", str(out)
+    )
+    assert res.exit_code == 2
+    assert "no shipped 'tiny' weights for ftddm" in res.output and "Traceback" not in res.output
+    assert not out.exists()
+    res = cli("bench", "--models", "ftddm,nope", "--size", "tiny", "--untrained", "--out", str(out))
+    assert res.exit_code == 2 and "nope" in res.output
+    res = cli("bench", "--models", "ftddm", "--scales", "8,3", "--untrained", "--out", str(out))
+    assert res.exit_code == 2 and "--scales" in res.output
