@@ -85,6 +85,12 @@ class BenchRow:
         p_psnr: Same for the PSNR.
         p_ssim: Same for the SSIM.
         weights: Where the weights came from (`shipped`, a path, `untrained` or `-`).
+        lpips_alex_mean: Mean LPIPS (AlexNet) when requested (lower is closer).
+        lpips_alex_std: Its standard deviation.
+        p_lpips_alex: Its paired Wilcoxon p-value against the first model.
+        lpips_vgg_mean: Mean LPIPS (VGG16) when requested.
+        lpips_vgg_std: Its standard deviation.
+        p_lpips_vgg: Its paired Wilcoxon p-value against the first model.
     """
 
     model: str
@@ -103,6 +109,12 @@ class BenchRow:
     p_psnr: float | None = None
     p_ssim: float | None = None
     weights: str = "-"
+    lpips_alex_mean: float | None = None
+    lpips_alex_std: float | None = None
+    p_lpips_alex: float | None = None
+    lpips_vgg_mean: float | None = None
+    lpips_vgg_std: float | None = None
+    p_lpips_vgg: float | None = None
 
 
 @dataclass
@@ -309,6 +321,7 @@ def run_bench(
     overrides: Mapping[str, Any] | None = None,
     uq_samples: int = 4,
     baseline: bool = True,
+    lpips: Sequence[str] = (),
     progress: bool = True,
     on_row: Callable[[BenchRow], None] | None = None,
 ) -> BenchResult:
@@ -331,6 +344,8 @@ def run_bench(
         uq_samples: Samples of the first model on the figure's map, for its uncertainty (std)
             map; 0 or 1 skips it.
         baseline: Add the zero-filled low-resolution input as the `lr_input` row.
+        lpips: LPIPS backbones to score as well (`"alex"`, `"vgg"`; see
+            [`mrsisr.perceptual`][mrsisr.perceptual]).
         progress: Show a progress bar (advanced per network evaluation).
         on_row: Called with each row as soon as it is measured.
 
@@ -413,7 +428,7 @@ def run_bench(
                 if bar is not None:
                     bar.update(task, completed=bar.tasks[task].total)
                 pred = torch.cat(preds) if preds else None
-                local = _score(batch_metrics, pred, gt, full)
+                local = _score(batch_metrics, pred, gt, full, lpips)
                 gathered = _gather((local, seconds))
                 merged = _merge([g[0] for g in gathered], chosen, world)
                 seconds = max(g[1] for g in gathered)
@@ -441,7 +456,7 @@ def run_bench(
                     on_row(rows[-1])
             if baseline:
                 lr = full.cond.lr.clamp(0, 1) * full.cond.mask if full is not None else None
-                local = _score(batch_metrics, lr, gt, full)
+                local = _score(batch_metrics, lr, gt, full, lpips)
                 merged = _merge([g for g in _gather(local)], chosen, world)
                 scores[(LR_INPUT, scale)] = merged
                 rows.append(
@@ -534,12 +549,20 @@ def _uncertainty(pipe: Any, batch: Any, i: int, n: int, gen: torch.Generator) ->
     return x[:, 0].std(0).cpu().numpy()
 
 
-def _score(metrics_fn: Any, pred: Any, gt: Any, batch: Any) -> dict[str, np.ndarray]:
+def _score(
+    metrics_fn: Any, pred: Any, gt: Any, batch: Any, lpips: Sequence[str] = ()
+) -> dict[str, np.ndarray]:
+    keys = list(METRICS) + [f"lpips_{n}" for n in lpips]
     if pred is None:
-        return {k: np.zeros(0) for k in METRICS}
-    scale = batch.max_value.view(-1, 1, 1, 1)
-    out = metrics_fn(pred * batch.cond.mask * scale, gt)
-    return {k: v.cpu().numpy() for k, v in out.items()}
+        return {k: np.zeros(0) for k in keys}
+    pred = pred * batch.cond.mask * batch.max_value.view(-1, 1, 1, 1)
+    out = {k: v.cpu().numpy() for k, v in metrics_fn(pred, gt).items()}
+    if lpips:
+        from mrsisr.perceptual import batch_lpips
+
+        for net in lpips:
+            out[f"lpips_{net}"] = batch_lpips(pred, gt, net).cpu().numpy()
+    return out
 
 
 def _merge(
@@ -547,7 +570,7 @@ def _merge(
 ) -> dict[str, np.ndarray]:
     """Undo the `chosen[rank::world]` sharding: back to the order of `chosen`."""
     out = {}
-    for k in METRICS:
+    for k in parts[0]:
         full = np.empty(len(chosen))
         for rank, part in enumerate(parts):
             full[rank::world] = part[k]
@@ -566,9 +589,9 @@ def _row(
     weights: str,
     wilcoxon: Any,
 ) -> BenchRow:
-    finite = np.all([np.isfinite(s[k]) for k in METRICS], axis=0)
+    finite = np.all([np.isfinite(s[k]) for k in s], axis=0)
     stats = {}
-    for k in METRICS:
+    for k in s:
         v = s[k][finite]
         stats[f"{k}_mean"] = float(v.mean()) if v.size else math.nan
         stats[f"{k}_std"] = float(v.std()) if v.size else math.nan

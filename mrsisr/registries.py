@@ -9,6 +9,7 @@
 | `SCHEDULES` | noise schedules (cosine) | `mrsisr.schedules` |
 | `PIPELINES` | how parts are wired into a super-resolution method | `mrsisr.pipelines` |
 | `RECIPES` | the declarative methods of the zoo (`zoo/*.toml`) | `mrsisr.recipes` |
+| `STUDIES` | the paper's studies (`mrsisr study NAME`) | `mrsisr.studies` |
 
 Built-ins register themselves when their package is imported; the registry imports the package
 on its first lookup.
@@ -36,8 +37,19 @@ def _populate_recipes(reg: Registry) -> None:
 
 RECIPES: Registry = Registry("recipes", populate=_populate_recipes)
 
+STUDIES: Registry = Registry("studies", locations=["mrsisr.studies"])
+
 ROLES: dict[str, Registry] = {
     r.role: r
-    for r in (INITIALIZERS, BACKBONES, SAMPLERS, CONDITIONING, SCHEDULES, PIPELINES, RECIPES)
+    for r in (
+        INITIALIZERS,
+        BACKBONES,
+        SAMPLERS,
+        CONDITIONING,
+        SCHEDULES,
+        PIPELINES,
+        RECIPES,
+        STUDIES,
+    )
 }
 """All registries by role name, in the order `mrsisr list` shows them."""

@@ -176,6 +176,7 @@ def test_builtin_registries_cover_every_role():
         "schedules",
         "pipelines",
         "recipes",
+        "studies",
     }
     for role, reg in ROLES.items():
         assert reg.group == f"mrsisr.{role}"

@@ -1,4 +1,4 @@
-"""`mrsisr bench`: the side-by-side benchmark (the paper's Table 1 protocol) on the terminal and on disk."""
+"""`mrsisr bench` and `mrsisr study`: the side-by-side benchmark (Table 1) and the paper's studies."""
 
 from __future__ import annotations
 
@@ -189,6 +189,114 @@ def bench_table(result) -> Table:  # noqa: ANN001
     return table
 
 
+def study_cmd(
+    name: Annotated[str, typer.Argument(help="Study: truncation, solver, scale or sharpness.")],
+    size: SizeOption = "small",
+    data: Annotated[
+        str, typer.Option(help="'phantom' or a folder of subject folders.")
+    ] = "phantom",
+    fold: Annotated[
+        int, typer.Option(min=0, max=4, help="Fold whose test subjects are scored.")
+    ] = 0,
+    limit: Annotated[
+        int, typer.Option(min=0, help="Maps per scale (a seeded subset); 0 = all.")
+    ] = 4,
+    scales: Annotated[
+        str, typer.Option(help="Comma-separated actual upscaling factors.")
+    ] = "8,4,2",
+    steps: Annotated[
+        str, typer.Option(help="Comma-separated step counts (truncation study).")
+    ] = "100,50,20",
+    seed: Annotated[int, typer.Option(help="Seed of the map choice and the sampling noise.")] = 0,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    out: Annotated[
+        str, typer.Option("--out", "-o", help="Folder for NAME.json, NAME.csv and NAME.png.")
+    ] = "study-results",
+    weights: Annotated[
+        list[str] | None,
+        typer.Option(help="NAME=PATH: weights file or run folder for a recipe (repeatable)."),
+    ] = None,
+    untrained: Annotated[
+        bool, typer.Option("--untrained", help="Random weights where none exist (timings only).")
+    ] = False,
+) -> None:
+    """Run one of the paper's studies and write its table (JSON, CSV) and figure (PNG).
+
+    truncation: quality vs NFE for respace, DPM-Solver++, TDPM, FTDDM (Fig. 5); solver: FTDDM
+    with DPM-Solver++ (Table 4); scale: conditioned vs actual upscaling factor (Fig. 6);
+    sharpness: the tau_d sweep with PSNR, SSIM and LPIPS (Fig. 7).
+    """
+    from mrsisr.registries import STUDIES
+    from mrsisr.studies import StudyConfig
+
+    study = STUDIES.get(name)
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise MrsisrError(f"--out {out}: exists and is not a folder; choose another path")
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise MrsisrError("--device cuda: no CUDA device is available here; use --device cpu")
+    cfg = StudyConfig(
+        size=size,
+        data=data,
+        fold=fold,
+        limit=limit or None,
+        scales=parse_list(scales, "--scales", int),
+        seed=seed,
+        device=device,
+        weights=parse_pairs(weights, "--weights"),
+        untrained=untrained,
+        steps=parse_list(steps, "--steps", int),
+    )
+    result = study(cfg)
+    console.print(study_table(result))
+    written = result.save(out)
+    console.print("wrote " + ", ".join(str(p) for p in written))
+
+
+def study_table(result) -> Table:  # noqa: ANN001
+    """Render a study result as a rich table.
+
+    Args:
+        result: A [`StudyResult`][mrsisr.studies.StudyResult].
+
+    Returns:
+        The table.
+    """
+    rows = result.rows
+    n = rows[0]["n_maps"] if rows else 0
+    table = Table(
+        title=f"mrsisr study {result.name}: {result.config['size']} size, {n} maps per scale, "
+        f"{result.machine}",
+        title_justify="left",
+    )
+    lpips = [
+        k for k in ("lpips_alex", "lpips_vgg") if rows and rows[0].get(f"{k}_mean") is not None
+    ]
+    cols = ["variant", "scale", "NFE", "s/slice", "NRMSE", "PSNR", "SSIM"]
+    cols += [k.replace("lpips_", "LPIPS ") for k in lpips] + ["p(SSIM)"]
+    for col in cols:
+        table.add_column(col, justify="left" if col == "variant" else "right")
+    last = None
+    for r in rows:
+        if last is not None and r["scale"] != last:
+            table.add_section()
+        last = r["scale"]
+        table.add_row(
+            r["variant"],
+            f"×{r['scale']}",
+            str(r["nfe"]),
+            f"{r['sec_per_slice']:.3f}" if r["nfe"] else "",
+            _fmt(r["nrmse_mean"], r["nrmse_std"], 3),
+            _fmt(r["psnr_mean"], r["psnr_std"], 2),
+            _fmt(r["ssim_mean"], r["ssim_std"], 3),
+            *[_fmt(r[f"{k}_mean"], r[f"{k}_std"], 3) for k in lpips],
+            _p(r["p_ssim"]),
+        )
+    return table
+
+
 def _init_distributed(device: str) -> bool:
     """Join the process group when started by torchrun (WORLD_SIZE > 1)."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
@@ -204,9 +312,10 @@ def _init_distributed(device: str) -> bool:
 
 
 def register(app: typer.Typer) -> None:
-    """Add `bench` to the application.
+    """Add `bench` and `study` to the application.
 
     Args:
         app: The root typer app.
     """
     app.command("bench")(bench_cmd)
+    app.command("study")(study_cmd)

@@ -1,0 +1,106 @@
+"""`mrsisr study`: every study runs at tiny size (random weights) and writes its table and figure."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from test_zoo import synthetic_batch
+
+from mrsisr.recipes import load_recipe
+from mrsisr.registries import STUDIES
+from mrsisr.studies import ConditionedScale
+
+COMMON = ["--size", "tiny", "--untrained", "--limit", "1", "--scales", "8"]
+
+
+def _run(cli, cohort5, tmp_path, name, *extra):
+    res = cli("study", name, *COMMON, "--data", str(cohort5), "--out", str(tmp_path), *extra)
+    assert res.exit_code == 0, res.output
+    data = json.loads((tmp_path / f"{name}.json").read_text())
+    assert (tmp_path / f"{name}.csv").is_file()
+    assert (tmp_path / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+    return {r["variant"]: r for r in data["rows"]}
+
+
+def test_truncation_study(cli, cohort5, tmp_path):
+    rows = _run(cli, cohort5, tmp_path, "truncation", "--steps", "10,5")
+    nfe = {k: r["nfe"] for k, r in rows.items()}
+    assert nfe == {
+        "respace-10": 10,
+        "dpm_solver_pp-10": 10,
+        "tdpm-10": 11,
+        "ftddm-10": 11,
+        "respace-5": 5,
+        "dpm_solver_pp-5": 5,
+        "tdpm-5": 6,
+        "ftddm-5": 6,
+        "lr_input": 0,
+    }
+    assert rows["ftddm-5"]["method"] == "ftddm" and rows["ftddm-5"]["steps"] == 5
+
+
+def test_solver_study(cli, cohort5, tmp_path):
+    rows = _run(cli, cohort5, tmp_path, "solver")
+    assert rows["ftddm-ancestral-100"]["nfe"] == 101
+    assert [rows[f"ftddm-dpm_solver_pp-{k}"]["nfe"] for k in (50, 20, 10)] == [51, 21, 11]
+    assert rows["ftddm-ancestral-100"]["p_ssim"] is None  # the reference
+
+
+def test_scale_study(cli, cohort5, tmp_path):
+    rows = _run(cli, cohort5, tmp_path, "scale")
+    told = sorted(r["conditioned_scale"] for r in rows.values() if r["conditioned_scale"])
+    assert told == pytest.approx([2.0, 64 / 24, 4.0, 64 / 12, 8.0], abs=1e-3)
+    assert [k for k, r in rows.items() if r.get("matches_actual")] == ["ftddm-s8.00"]
+
+
+def test_sharpness_study_scores_lpips(cli, cohort5, tmp_path):
+    pytest.importorskip("lpips")
+    from mrsisr.perceptual import lpips_weights_dir
+
+    if not (lpips_weights_dir() / "vgg.safetensors").is_file():
+        pytest.skip("LPIPS weights not installed (scripts/setup.sh installs them)")
+    rows = _run(cli, cohort5, tmp_path, "sharpness")
+    assert sorted(r["tau_d"] for r in rows.values() if r["tau_d"] is not None) == [
+        0,
+        0.3,
+        0.6,
+        0.9,
+        1.0,
+    ]
+    for r in rows.values():
+        assert r["lpips_alex_mean"] >= 0 and r["lpips_vgg_mean"] >= 0
+
+
+def test_conditioned_scale_changes_what_the_network_is_told():
+    torch.manual_seed(0)
+    pipe = (
+        load_recipe("ftddm", size="tiny", overrides={"sampler.type": "respace", "sampler.steps": 3})
+        .build()
+        .eval()
+    )
+    with torch.no_grad():  # zero-initialised output layers would hide the s-embedding's effect
+        for p in pipe.denoiser.parameters():
+            if p.abs().max() == 0:
+                p.normal_(0, 0.1)
+    batch = synthetic_batch(2)
+    outs = [
+        ConditionedScale(pipe, s).sample(batch.cond, generator=torch.Generator().manual_seed(0))
+        for s in (2.0, 8.0)
+    ]
+    assert not torch.allclose(outs[0], outs[1])
+    same = ConditionedScale(pipe, 4.0).sample(
+        batch.cond, generator=torch.Generator().manual_seed(0)
+    )
+    plain = pipe.sample(batch.cond, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(same, plain)  # synthetic_batch is at x4
+
+
+def test_study_errors(cli, tmp_path):
+    res = cli("study", "nope", "--out", str(tmp_path))
+    assert res.exit_code == 2 and "truncation" in res.output
+    res = cli("study", "solver", "--size", "tiny", "--out", str(tmp_path / "x"))
+    assert res.exit_code == 2 and "needs 'tiny' weights for ftddm" in res.output
+    assert not (tmp_path / "x").exists()
+    assert set(STUDIES.names()) == {"truncation", "solver", "scale", "sharpness"}
