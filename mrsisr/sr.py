@@ -20,7 +20,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -124,6 +124,7 @@ def super_resolve(
     scale: float,
     *,
     samples: int = 1,
+    metabolites: Sequence[str] | None = None,
     batch: int = 32,
     seed: int = 0,
     device: str | torch.device = "cpu",
@@ -137,6 +138,7 @@ def super_resolve(
         scale: Upscaling factor; the maps' acquired matrix is `64 / scale` (8, 4 or 2 in the
             paper).
         samples: Samples per slice; more than 1 gives the standard-deviation maps.
+        metabolites: Metabolites to super-resolve (default: every map the subject has).
         batch: Maps per sampling call (each repeated `samples` times).
         seed: Seed of the sampling noise.
         device: Where to sample.
@@ -160,16 +162,22 @@ def super_resolve(
             f"--scale {scale}: 64 / scale must be a whole matrix size such as 8, 16, 32"
         )
     _check_size(int(round(lr_size)), 64)
-    data = MRSIDataset([sub], metabolites=sub.metabolites, lr_size=int(round(lr_size)))
+    mets = tuple(metabolites) if metabolites else sub.metabolites
+    missing = [m for m in mets if m not in sub.maps]
+    if missing:
+        raise DataError(
+            f"{sub.subject}: no map for {', '.join(missing)}; it has {', '.join(sub.metabolites)}"
+        )
+    data = MRSIDataset([sub], metabolites=mets, lr_size=int(round(lr_size)))
     if len(data) == 0:
         raise DataError(
             f"{sub.subject}: every map is empty inside its mask; nothing to super-resolve"
         )
     device = torch.device(device)
     gen = torch.Generator(device=device).manual_seed(int(seed))
-    mean = {m: np.zeros(sub.shape, np.float32) for m in sub.metabolites}
-    std = {m: np.zeros(sub.shape, np.float32) for m in sub.metabolites} if samples > 1 else {}
-    lr = {m: np.zeros(sub.shape, np.float32) for m in sub.metabolites}
+    mean = {m: np.zeros(sub.shape, np.float32) for m in mets}
+    std = {m: np.zeros(sub.shape, np.float32) for m in mets} if samples > 1 else {}
+    lr = {m: np.zeros(sub.shape, np.float32) for m in mets}
     done = 0
     for start in range(0, len(data), batch):
         items = [data[i] for i in range(start, min(start + batch, len(data)))]

@@ -59,6 +59,7 @@ def test_sr_round_trips_a_phantom_subject(cli, cohort5, tiny_ftddm, tmp_path):
         assert np.all(s[~mask] == 0) and np.all(m[~mask] == 0)
         assert s[mask].max() > 0  # three different samples inside the mask
         assert 0 <= m.min() and m.max() <= np.asarray(src.dataobj).max() * (1 + 1e-5)
+    assert not (out / "Glu.nii.gz").exists()  # only the metabolites asked for
     info = json.loads((out / "sr.json").read_text())
     assert info["samples"] == 3 and info["nfe"] == 1 + 5 and info["scale"] == 4.0
 

@@ -35,6 +35,9 @@ def sr_cmd(
     steps: Annotated[
         int | None, typer.Option(min=1, help="Sampler steps (an ancestral chain is respaced).")
     ] = None,
+    metabolites: Annotated[
+        str | None, typer.Option(help="Comma-separated metabolites (default: all the subject has).")
+    ] = None,
     size: SizeOption = "small",
     weights: Annotated[
         str | None, typer.Option(help="Weights file or run folder instead of the shipped ones.")
