@@ -43,6 +43,8 @@ def test_sr_round_trips_a_phantom_subject(cli, cohort5, tiny_ftddm, tmp_path):
         "3",
         "--steps",
         "5",
+        "--metabolites",
+        "NAA,tCho,Gly",
         "--out",
         str(out),
     )

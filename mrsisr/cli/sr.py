@@ -57,6 +57,7 @@ def sr_cmd(
     """
     from pathlib import Path
 
+    from mrsisr.cli.bench import parse_list
     from mrsisr.data import check_subject_dir, load_subject
     from mrsisr.sr import sampling_overrides, super_resolve, write_sr
     from mrsisr.zoo import load
@@ -90,6 +91,7 @@ def sr_cmd(
             subject,
             scale,
             samples=samples,
+            metabolites=parse_list(metabolites, "--metabolites") if metabolites else None,
             batch=batch,
             seed=seed,
             device=device,
