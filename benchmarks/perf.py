@@ -1,0 +1,127 @@
+"""Speed of the denoiser and of each sampler: ms per image per network evaluation (NFE).
+
+Measures, for one recipe's denoiser (random weights: speed does not depend on them):
+
+- the bare network: one `denoiser(x_t, t, cond)` call, divided by the batch size;
+- each sampler (ancestral, respace, DPM-Solver++) running `--nfe` evaluations, divided by batch
+  size and NFE; the difference to the bare network is the sampler's own overhead (target: 10% at
+  most);
+
+at batch 1 and 64 (`--batches`), optionally with `torch.compile`, channels_last memory format and
+bf16 autocast, so that each option is judged by measurement. Every timing is the median of
+`--repeats` runs after a warm-up run.
+
+Usage:
+    python benchmarks/perf.py --recipe ddpm --size small --batches 1,64 --nfe 10 \
+        [--device cuda] [--compile] [--channels-last] [--bf16] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import platform
+import statistics
+import time
+
+import torch
+
+from mrsisr.data import MRSIDataset, Subject, collate
+from mrsisr.recipes import load_recipe
+from mrsisr.registries import SAMPLERS
+
+
+def make_cond(batch: int, device: torch.device):
+    """A synthetic condition batch (the values do not matter for speed)."""
+    import numpy as np
+
+    m = np.zeros((1, 64, 64), np.float32)
+    m[0, 8:56, 8:56] = 1.0
+    sub = Subject("perf", {"NAA": m}, {"NAA": m > 0}, m + 0.5, m + 0.5, shape=(1, 64, 64))
+    item = MRSIDataset([sub], metabolites=("NAA",), lr_size=16)[0]
+    return collate([item] * batch).cond.to(device)
+
+
+def timed(fn, device: torch.device, repeats: int) -> float:
+    """Median wall time of `fn()` in seconds, after one warm-up call."""
+    fn()
+    out = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        out.append(time.perf_counter() - t0)
+    return statistics.median(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--recipe", default="ddpm")
+    ap.add_argument("--size", default="small")
+    ap.add_argument("--batches", default="1,64")
+    ap.add_argument("--nfe", type=int, default=10, help="network evaluations per sampler run")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the denoiser")
+    ap.add_argument("--channels-last", action="store_true")
+    ap.add_argument("--bf16", action="store_true", help="bf16 autocast")
+    ap.add_argument("--json", default=None, help="write the rows here")
+    args = ap.parse_args()
+
+    device = torch.device(args.device)
+    pipe = load_recipe(args.recipe, size=args.size).build().to(device).eval()
+    net = pipe.denoiser
+    if args.channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    if args.compile:
+        net = torch.compile(net)
+    autocast = (
+        torch.autocast(device.type, dtype=torch.bfloat16) if args.bf16 else contextlib.nullcontext()
+    )
+    samplers = {
+        "ancestral": SAMPLERS.build("ancestral"),
+        "respace": SAMPLERS.build("respace", steps=args.nfe),
+        "dpm_solver_pp": SAMPLERS.build("dpm_solver_pp", steps=args.nfe),
+    }
+    options = [o for o, on in (("compile", args.compile), ("channels_last", args.channels_last),
+                               ("bf16", args.bf16)) if on] or ["none"]
+    machine = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"
+    )
+    rows = []
+    print(f"{args.recipe} ({args.size}) denoiser on {machine}, options: {', '.join(options)}")
+    for batch in (int(b) for b in args.batches.split(",")):
+        cond = make_cond(batch, device)
+        x = torch.randn(batch, 1, 64, 64, device=device)
+        if args.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        t = torch.full((batch,), args.nfe, device=device, dtype=torch.long)
+        with torch.no_grad(), autocast:
+            bare = timed(lambda: net(x, t, cond), device, args.repeats) / batch * 1000
+            rows.append({"what": "network", "batch": batch, "ms_per_image_per_nfe": bare,
+                         "overhead": 0.0})
+            print(f"  batch {batch:3d}  network        {bare:8.2f} ms/image/NFE")
+            for name, sampler in samplers.items():
+                t_start = args.nfe if name == "ancestral" else 100
+                nfe = sampler.nfe(t_start)
+                sec = timed(lambda s=sampler, ts=t_start: s(net, x, ts, cond, pipe.schedule),
+                            device, args.repeats)
+                ms = sec / batch / nfe * 1000
+                rows.append({"what": name, "batch": batch, "nfe": nfe,
+                             "ms_per_image_per_nfe": ms, "overhead": ms / bare - 1})
+                print(f"  batch {batch:3d}  {name:14s} {ms:8.2f} ms/image/NFE  "
+                      f"(sampler overhead {100 * (ms / bare - 1):+.1f}%, NFE {nfe})")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"recipe": args.recipe, "size": args.size, "machine": machine,
+                       "options": options, "torch": torch.__version__, "rows": rows}, fh, indent=2)
+
+
+if __name__ == "__main__":
+    main()
