@@ -87,8 +87,15 @@ def main() -> None:
         "respace": SAMPLERS.build("respace", steps=args.nfe),
         "dpm_solver_pp": SAMPLERS.build("dpm_solver_pp", steps=args.nfe),
     }
-    options = [o for o, on in (("compile", args.compile), ("channels_last", args.channels_last),
-                               ("bf16", args.bf16)) if on] or ["none"]
+    options = [
+        o
+        for o, on in (
+            ("compile", args.compile),
+            ("channels_last", args.channels_last),
+            ("bf16", args.bf16),
+        )
+        if on
+    ] or ["none"]
     machine = (
         torch.cuda.get_device_name(device)
         if device.type == "cuda"
@@ -104,23 +111,46 @@ def main() -> None:
         t = torch.full((batch,), args.nfe, device=device, dtype=torch.long)
         with torch.no_grad(), autocast:
             bare = timed(lambda: net(x, t, cond), device, args.repeats) / batch * 1000
-            rows.append({"what": "network", "batch": batch, "ms_per_image_per_nfe": bare,
-                         "overhead": 0.0})
+            rows.append(
+                {"what": "network", "batch": batch, "ms_per_image_per_nfe": bare, "overhead": 0.0}
+            )
             print(f"  batch {batch:3d}  network        {bare:8.2f} ms/image/NFE")
             for name, sampler in samplers.items():
                 t_start = args.nfe if name == "ancestral" else 100
                 nfe = sampler.nfe(t_start)
-                sec = timed(lambda s=sampler, ts=t_start: s(net, x, ts, cond, pipe.schedule),
-                            device, args.repeats)
+                sec = timed(
+                    lambda s=sampler, ts=t_start: s(net, x, ts, cond, pipe.schedule),
+                    device,
+                    args.repeats,
+                )
                 ms = sec / batch / nfe * 1000
-                rows.append({"what": name, "batch": batch, "nfe": nfe,
-                             "ms_per_image_per_nfe": ms, "overhead": ms / bare - 1})
-                print(f"  batch {batch:3d}  {name:14s} {ms:8.2f} ms/image/NFE  "
-                      f"(sampler overhead {100 * (ms / bare - 1):+.1f}%, NFE {nfe})")
+                rows.append(
+                    {
+                        "what": name,
+                        "batch": batch,
+                        "nfe": nfe,
+                        "ms_per_image_per_nfe": ms,
+                        "overhead": ms / bare - 1,
+                    }
+                )
+                print(
+                    f"  batch {batch:3d}  {name:14s} {ms:8.2f} ms/image/NFE  "
+                    f"(sampler overhead {100 * (ms / bare - 1):+.1f}%, NFE {nfe})"
+                )
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"recipe": args.recipe, "size": args.size, "machine": machine,
-                       "options": options, "torch": torch.__version__, "rows": rows}, fh, indent=2)
+            json.dump(
+                {
+                    "recipe": args.recipe,
+                    "size": args.size,
+                    "machine": machine,
+                    "options": options,
+                    "torch": torch.__version__,
+                    "rows": rows,
+                },
+                fh,
+                indent=2,
+            )
 
 
 if __name__ == "__main__":

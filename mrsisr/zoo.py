@@ -137,9 +137,33 @@ def load(
             f"no shipped weights for '{recipe.name}' at size '{size}' ({source}); train them with "
             f"`mrsisr train {recipe.name} --size {size} --out RUN` and pass weights=RUN"
         )
+    _check_trained_t_start(recipe, source)
     pipeline = recipe.build()
     load_pipeline_weights(pipeline, source)
     return pipeline.to(device).eval()
+
+
+def _card_of(source: Path) -> dict[str, Any] | None:
+    card = source / "card.json" if source.is_dir() else source.with_suffix(".json")
+    try:
+        return json.loads(card.read_text()) if card.is_file() else None
+    except (OSError, ValueError):
+        return None
+
+
+def _check_trained_t_start(recipe: Any, source: Path) -> None:
+    """A trained GAN or flow initializer models x at one timestep: refuse another t_start."""
+    init = recipe.tables.get("initializer", {}).get("type")
+    card = _card_of(source)
+    if init in (None, "gaussian") or card is None:
+        return
+    trained = card.get("resolved_recipe", {}).get("pipeline", {}).get("t_start")
+    wanted = recipe.tables.get("pipeline", {}).get("t_start")
+    if trained is not None and wanted is not None and int(trained) != int(wanted):
+        raise CheckpointError(
+            f"{source}: its '{init}' initializer was trained to produce x at t_start={trained}, "
+            f"not {wanted}; keep pipeline.t_start={trained} or retrain the initializer"
+        )
 
 
 def export_run(

@@ -134,3 +134,16 @@ def test_sampling_overrides():
     for kwargs in ({"steps": 5}, {"tau_d": 0.5}, {"tau_f": 0.5}):
         with pytest.raises(RecipeError):
             sampling_overrides("munet_fs_cwgan", **kwargs)
+
+
+def test_load_refuses_another_t_start_for_a_trained_initializer(tiny_ftddm, tmp_path):
+    import mrsisr
+    from mrsisr.errors import CheckpointError
+
+    weights = tmp_path / "w.safetensors"
+    shutil.copy(tiny_ftddm, weights)
+    card = {"resolved_recipe": load_recipe("ftddm", size="tiny").to_dict()}
+    weights.with_suffix(".json").write_text(json.dumps(card))
+    assert mrsisr.load("ftddm", size="tiny", weights=weights).t_start == 100
+    with pytest.raises(CheckpointError, match="t_start=100, not 50"):
+        mrsisr.load("ftddm", size="tiny", weights=weights, overrides={"pipeline.t_start": 50})
