@@ -110,7 +110,7 @@ def main() -> None:
             x = x.contiguous(memory_format=torch.channels_last)
         t = torch.full((batch,), args.nfe, device=device, dtype=torch.long)
         with torch.no_grad(), autocast:
-            bare = timed(lambda: net(x, t, cond), device, args.repeats) / batch * 1000
+            bare = timed(lambda x=x, t=t, c=cond: net(x, t, c), device, args.repeats) / batch * 1000
             rows.append(
                 {"what": "network", "batch": batch, "ms_per_image_per_nfe": bare, "overhead": 0.0}
             )
@@ -119,7 +119,7 @@ def main() -> None:
                 t_start = args.nfe if name == "ancestral" else 100
                 nfe = sampler.nfe(t_start)
                 sec = timed(
-                    lambda s=sampler, ts=t_start: s(net, x, ts, cond, pipe.schedule),
+                    lambda s=sampler, ts=t_start, x=x, c=cond: s(net, x, ts, c, pipe.schedule),
                     device,
                     args.repeats,
                 )
