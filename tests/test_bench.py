@@ -120,3 +120,32 @@ def test_bench_missing_weights_is_one_line_and_writes_nothing(cli, cohort5, tmp_
     assert res.exit_code == 2 and "nope" in res.output
     res = cli("bench", "--models", "ftddm", "--scales", "8,3", "--untrained", "--out", str(out))
     assert res.exit_code == 2 and "--scales" in res.output
+
+
+def test_bench_under_torchrun_shards_maps_and_matches_one_process(cohort5, tmp_path):
+    import subprocess
+    import sys
+
+    args = ["--models", "munet_fs_cwgan", "--data", str(cohort5), "--limit", "5", "--scales", "4"]
+    one = run_bench(["munet_fs_cwgan"], data=cohort5, limit=5, scales=(4,), progress=False)
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "mrsisr",
+        "bench",
+        *args,
+        "--out",
+        str(tmp_path / "two"),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    data = json.loads((tmp_path / "two" / "results.json").read_text())
+    assert data["config"]["world_size"] == 2
+    for row, ref in zip(data["rows"], one.rows):
+        assert row["model"] == ref.model and row["n_maps"] == ref.n_maps == 5
+        assert row["ssim_mean"] == pytest.approx(ref.ssim_mean, abs=1e-6)
+        assert row["psnr_std"] == pytest.approx(ref.psnr_std, abs=1e-4)
