@@ -51,10 +51,11 @@ __all__ = [
 BENCH_SCALES: tuple[int, ...] = (8, 4, 2)
 """The paper's upscaling factors (low-resolution matrices 8×8, 16×16 and 32×32)."""
 
-DEFAULT_LIMIT = 4
-"""Default maps per scale: what `ftddm,tdpm,ddpm` at `small` size fit in 10 minutes on 2 CPU cores.
+DEFAULT_LIMIT = 2
+"""Default maps per scale, so that `ftddm,tdpm,ddpm` at `small` size fit in 10 minutes on 2 CPU cores.
 
-DDPM takes 1000 network evaluations per map, so more maps need a GPU or patience; pass `--limit`.
+DDPM takes 1000 network evaluations per map (about 43 s per map on 2 CPU cores at `small` size;
+4 maps per scale took 11.7 minutes), so statistics need a GPU or patience: pass `--limit`.
 """
 
 METRICS = ("nrmse", "psnr", "ssim")

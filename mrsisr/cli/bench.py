@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from mrsisr.bench import DEFAULT_LIMIT
 from mrsisr.cli.zoo import SetOption, SizeOption, parse_overrides
 from mrsisr.errors import MrsisrError
 
@@ -84,7 +85,7 @@ def bench_cmd(
     limit: Annotated[
         int,
         typer.Option(min=0, help="Maps per scale (a seeded subset of the test maps); 0 = all."),
-    ] = 4,
+    ] = DEFAULT_LIMIT,
     size: SizeOption = "small",
     seed: Annotated[int, typer.Option(help="Seed of the map choice and the sampling noise.")] = 0,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
