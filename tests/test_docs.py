@@ -75,3 +75,10 @@ def test_every_public_symbol_has_a_docstring():
                         if not inspect.getdoc(fn):
                             missing.append(f"{name}.{attr}.{meth}")
     assert not missing, "missing docstrings: " + ", ".join(missing)
+
+
+def test_every_public_module_has_a_reference_entry():
+    text = "\n".join(p.read_text() for p in (DOCS / "reference").glob("*.md"))
+    documented = set(re.findall(r"^::: (\S+)", text, re.M))
+    missing = [name for name in public_modules() if name not in documented]
+    assert not missing, "modules without an API reference entry: " + ", ".join(missing)
