@@ -61,8 +61,8 @@ from mrsisr.registry import Registry
 SIZES = ("paper", "small", "tiny")
 """The size variants every zoo recipe provides."""
 
-META_KEYS = {"name", "title", "description", "references", "base", "sizes", "tags"}
-"""Keys allowed in a recipe's `[recipe]` table."""
+META_KEYS = {"name", "title", "description", "references", "base", "sizes", "tags", "weights_from"}
+"""Keys allowed in a recipe's `[recipe]` table (`weights_from`: load another recipe's weights)."""
 
 _SPECIAL_SLOTS = {
     "pipeline": "pipelines",

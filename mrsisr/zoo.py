@@ -42,6 +42,9 @@ def weights_dir() -> Path:
 def weights_path(name: str, size: str) -> Path:
     """Return where the shipped weights of a recipe and size live.
 
+    A zoo recipe whose `[recipe]` table says `weights_from = "ddpm"` (the same network with
+    another sampler, such as `ddpm_respace`) uses that recipe's weights.
+
     Args:
         name: Recipe name.
         size: Size variant.
@@ -49,6 +52,11 @@ def weights_path(name: str, size: str) -> Path:
     Returns:
         `zoo/weights/<name>-<size>.safetensors`.
     """
+    from mrsisr.recipes import _read_toml
+    from mrsisr.registries import RECIPES
+
+    if name in RECIPES:
+        name = str(_read_toml(RECIPES.get(name)).get("recipe", {}).get("weights_from", name))
     return weights_dir() / f"{name}-{size}.safetensors"
 
 
