@@ -29,6 +29,7 @@ import os
 import platform
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ __all__ = [
     "run_bench",
     "save_grid",
     "select_maps",
+    "write_csv_rows",
 ]
 
 BENCH_SCALES: tuple[int, ...] = (8, 4, 2)
@@ -171,14 +173,7 @@ class BenchResult:
         _atomic_text(path, json.dumps(self.to_dict(), indent=2, default=_json_default) + "\n")
         written.append(path)
         path = out / "results.csv"
-        names = [f.name for f in BenchRow.__dataclass_fields__.values()]
-        tmp = path.with_name(f".{path.name}.tmp")
-        with tmp.open("w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=names)
-            writer.writeheader()
-            for r in self.rows:
-                writer.writerow(asdict(r))
-        os.replace(tmp, path)
+        write_csv_rows(path, [asdict(r) for r in self.rows])
         written.append(path)
         if self.grid:
             written.append(save_grid(self, out / "grid.png"))
@@ -194,6 +189,21 @@ def _json_default(obj: Any) -> Any:
 def _atomic_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_csv_rows(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Write dict rows as CSV (header from the first row) under a temporary name, then rename.
+
+    Args:
+        path: Output file.
+        rows: The rows; every row has the first row's keys.
+    """
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
     os.replace(tmp, path)
 
 
@@ -386,7 +396,7 @@ def run_bench(
     grid: dict[int, dict[str, Any]] = {}
     maps: list[tuple[str, str, int]] = []
     first = loaded[0].name
-    with bar if bar is not None else _Null():
+    with bar if bar is not None else nullcontext():
         for scale in scales:
             lr_size = int(round(64 / scale))
             dataset = MRSIDataset(subjects, lr_size=lr_size, subject_ids=test_ids)
@@ -483,14 +493,6 @@ def run_bench(
         "python": platform.python_version(),
     }
     return BenchResult(rows, scores, maps, config, describe_device(device), grid)
-
-
-class _Null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def _progress_bar(enabled: bool) -> Any:

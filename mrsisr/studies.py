@@ -14,14 +14,15 @@ whose rows extend the bench rows with the variant's settings, plus a figure.
 | `sharpness` | Fig. 7 | FTDDM's τd from 0 to 1, with PSNR, SSIM and LPIPS (AlexNet, VGG) |
 
 Examples:
-    >>> from mrsisr.registries import STUDIES
+    >>> from mrsisr.bench import write_csv_rows
+from mrsisr.bench import write_csv_rows
+from mrsisr.registries import STUDIES
     >>> sorted(STUDIES.names())
     ['scale', 'sharpness', 'solver', 'truncation']
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -31,6 +32,7 @@ from typing import Any
 
 import torch
 
+from mrsisr.bench import write_csv_rows
 from mrsisr.registries import STUDIES
 
 __all__ = [
@@ -119,12 +121,7 @@ class StudyResult:
         os.replace(tmp, path)
         written.append(path)
         path = out / f"{self.name}.csv"
-        tmp = path.with_name(f".{path.name}.tmp")
-        with tmp.open("w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(self.rows[0]))
-            writer.writeheader()
-            writer.writerows(self.rows)
-        os.replace(tmp, path)
+        write_csv_rows(path, self.rows)
         written.append(path)
         if self.plot is not None:
             import matplotlib
