@@ -14,9 +14,7 @@ whose rows extend the bench rows with the variant's settings, plus a figure.
 | `sharpness` | Fig. 7 | FTDDM's τd from 0 to 1, with PSNR, SSIM and LPIPS (AlexNet, VGG) |
 
 Examples:
-    >>> from mrsisr.bench import write_csv_rows
-from mrsisr.bench import write_csv_rows
-from mrsisr.registries import STUDIES
+    >>> from mrsisr.registries import STUDIES
     >>> sorted(STUDIES.names())
     ['scale', 'sharpness', 'solver', 'truncation']
 """
