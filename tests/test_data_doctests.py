@@ -12,6 +12,7 @@ MODULES = [
     "mrsisr.data.phantom",
     "mrsisr.bench",
     "mrsisr.sr",
+    "mrsisr.studies",
 ]
 
 
