@@ -252,7 +252,7 @@ def _warm_up(pipe: Any, cond: Any, generator: torch.Generator) -> None:
     """Run each network once so that timings exclude one-time costs (allocation, kernels)."""
     denoiser, initializer = getattr(pipe, "denoiser", None), getattr(pipe, "initializer", None)
     with torch.no_grad():
-        if denoiser is not None and initializer is not None:
+        if denoiser is not None and initializer is not None and int(pipe.t_start) > 0:
             t = torch.full((cond.batch_size,), int(pipe.t_start), device=cond.lr.device)
             x = initializer.sample(cond, pipe.t_start, pipe.schedule, generator=generator)
             denoiser(x, t, cond)

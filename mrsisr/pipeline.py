@@ -2,7 +2,9 @@
 
 A pipeline only wires. [`DiffusionPipeline`][mrsisr.pipeline.DiffusionPipeline] covers DDPM,
 respaced DDPM, DPM-Solver++, TDPM, FTDDM and every hybrid: an initializer produces `x_{t_start}`
-and a sampler runs the reverse chain from there. Truncation is nothing more than `t_start < T`.
+and a sampler runs the reverse chain from there. Truncation is nothing more than `t_start < T`,
+and `t_start = 0` leaves the whole job to a trained initializer (the "flow only" ablation of the
+paper's Table 2: the flow models `x_0` itself and no denoiser runs).
 
 Every pipeline exposes `sample(cond, generator=None)`, `nfe` and `parts()`; the helpers
 [`pipeline_parts`][mrsisr.pipeline.pipeline_parts] and
@@ -31,7 +33,13 @@ class DiffusionPipeline(nn.Module):
         denoiser: The ε-predicting network.
         sampler: Runs the reverse chain from `t_start` down to 0.
         t_start: Timestep the chain starts at; `None` means `schedule.T` (plain DDPM). With a
-            truncated model this is `T_trunc` and also the largest timestep trained on.
+            truncated model this is `T_trunc` and also the largest timestep trained on. `0`
+            means the initializer draws `x_0` itself: the denoiser is neither trained, counted,
+            saved nor called (this needs a trained initializer, such as a flow).
+
+    Raises:
+        ValueError: If `t_start` is outside `[0, T]`, or 0 with an initializer that has
+            nothing to train (Gaussian noise).
     """
 
     def __init__(
@@ -44,8 +52,13 @@ class DiffusionPipeline(nn.Module):
     ) -> None:
         super().__init__()
         t_start = schedule.T if t_start is None else int(t_start)
-        if not 1 <= t_start <= schedule.T:
-            raise ValueError(f"t_start must be in [1, {schedule.T}], got {t_start}")
+        if not 0 <= t_start <= schedule.T:
+            raise ValueError(f"t_start must be in [0, {schedule.T}], got {t_start}")
+        if t_start == 0 and getattr(initializer, "training_stages", None) is None:
+            raise ValueError(
+                "t_start = 0 leaves the whole map to the initializer; "
+                f"{type(initializer).__name__} has nothing to learn (use a flow or a GAN)"
+            )
         self.schedule = schedule
         self.initializer = initializer
         self.denoiser = denoiser
@@ -55,6 +68,8 @@ class DiffusionPipeline(nn.Module):
     @property
     def nfe(self) -> int:
         """Network evaluations per sample: the initializer's plus the sampler's."""
+        if self.t_start == 0:
+            return int(self.initializer.nfe)
         return int(self.initializer.nfe) + int(self.sampler.nfe(self.t_start))
 
     @torch.no_grad()
@@ -69,6 +84,8 @@ class DiffusionPipeline(nn.Module):
             `x0` estimates `(B, 1, H, W)`, masked and clamped to [0, 1].
         """
         x_start = self.initializer.sample(cond, self.t_start, self.schedule, generator=generator)
+        if self.t_start == 0:  # the initializer's draw is the answer
+            return (x_start * cond.mask.to(x_start)).clamp(0.0, 1.0)
         return self.sampler(
             self.denoiser, x_start, self.t_start, cond, self.schedule, generator=generator
         )
@@ -106,14 +123,16 @@ class DiffusionPipeline(nn.Module):
 
         The two are independent (the initializer learns `q(x_{t_start} | x_0)`, not the
         denoiser's output), so the denoiser goes first: a truncated UNet trained once can be
-        reused by FTDDM and TDPM.
+        reused by FTDDM and TDPM. With `t_start = 0` there is no denoiser stage.
 
         Returns:
             A list of [`Stage`][mrsisr.train.stages.Stage].
         """
         from mrsisr.train.stages import Stage
 
-        stages = [Stage("denoiser", {"denoiser": self.denoiser}, self.denoiser_loss)]
+        stages = []
+        if self.t_start > 0:
+            stages.append(Stage("denoiser", {"denoiser": self.denoiser}, self.denoiser_loss))
         init_stages = getattr(self.initializer, "training_stages", None)
         if init_stages is not None:
             stages.extend(init_stages(self.t_start, self.schedule))
@@ -123,11 +142,12 @@ class DiffusionPipeline(nn.Module):
         """Return the networks of this pipeline and whether Table 1 counts them.
 
         Returns:
-            Part name → (module, counted). The denoiser is `denoiser`; the initializer's own
-            parts (`flow`, `generator`, `discriminator`, ...) follow.
+            Part name → (module, counted). The denoiser is `denoiser` (absent when
+            `t_start = 0`); the initializer's own parts (`flow`, `generator`,
+            `discriminator`, ...) follow.
         """
         out: dict[str, tuple[nn.Module, bool]] = {}
-        if isinstance(self.denoiser, nn.Module):
+        if isinstance(self.denoiser, nn.Module) and self.t_start > 0:
             out["denoiser"] = (self.denoiser, True)
         out.update(_parts_of(self.initializer, "initializer"))
         return out

@@ -12,11 +12,12 @@ whose rows extend the bench rows with the variant's settings, plus a figure.
 | `solver` | Table 4 | FTDDM's flow start with its ancestral chain, then with DPM-Solver++ at 50, 20 and 10 steps |
 | `scale` | Fig. 6 | FTDDM conditioned on upscaling factors other than the actual one |
 | `sharpness` | Fig. 7 | FTDDM's τd from 0 to 1, with PSNR, SSIM and LPIPS (AlexNet, VGG) |
+| `ablation` | Tables 2, 3 | flow only, diffusion only, both; FTDDM's flow without mask, MRIs or guide loss |
 
 Examples:
     >>> from mrsisr.registries import STUDIES
     >>> sorted(STUDIES.names())
-    ['scale', 'sharpness', 'solver', 'truncation']
+    ['ablation', 'scale', 'sharpness', 'solver', 'truncation']
 """
 
 from __future__ import annotations
@@ -34,7 +35,11 @@ from mrsisr.bench import write_csv_rows
 from mrsisr.registries import STUDIES
 
 __all__ = [
+    "ABLATIONS",
+    "Ablation",
     "ConditionedScale",
+    "ablation_study",
+    "ablation_weights_path",
     "StudyConfig",
     "StudyResult",
     "run_study",
@@ -491,6 +496,193 @@ def sharpness_study(cfg: StudyConfig) -> StudyResult:
             r, p, "tau_d", ["psnr", "ssim", "lpips_alex", "lpips_vgg"], "method", "τd"
         ),
     )
+
+
+@dataclass(frozen=True)
+class Ablation:
+    """One variant of the ablation study (the paper's Tables 2 and 3).
+
+    Attributes:
+        recipe: Zoo recipe it is built from.
+        overrides: Recipe overrides that make the variant.
+        tables: The paper's tables it belongs to.
+        mask: The flow is conditioned on the quality mask (the UNet always is).
+        mri: The flow is conditioned on T1 and FLAIR (the UNet always is).
+        guide: The flow was trained with the guide loss (`None`: there is no flow).
+        t_trunc: Truncation step (0: the flow alone; 1000: the diffusion model alone).
+        own_weights: The variant needs its own trained flow (else it is a shipped recipe).
+    """
+
+    recipe: str
+    overrides: Mapping[str, Any]
+    tables: tuple[int, ...]
+    mask: bool = True
+    mri: bool = True
+    guide: bool | None = True
+    t_trunc: int = 100
+    own_weights: bool = True
+
+
+ABLATIONS: dict[str, Ablation] = {
+    "ftddm": Ablation("ftddm", {}, (2, 3), own_weights=False),
+    "flow_only": Ablation("ftddm", {"pipeline": {"t_start": 0}}, (2,), t_trunc=0),
+    "diffusion_only": Ablation("ddpm", {}, (2,), guide=None, t_trunc=1000, own_weights=False),
+    "no_mask": Ablation(
+        "ftddm",
+        {"initializer": {"mask_channel": False, "flow": {"cond_channels": 3}}},
+        (3,),
+        mask=False,
+    ),
+    "no_mri": Ablation(
+        "ftddm", {"initializer": {"mri": False, "flow": {"cond_channels": 2}}}, (3,), mri=False
+    ),
+    "no_guide": Ablation("ftddm", {"initializer": {"guide_weight": 0.0}}, (3,), guide=False),
+}
+"""The ablation variants by name. `diffusion_only` is DDPM (T = 1000, no flow) with its shipped
+weights and `ftddm` the shipped FTDDM; the others pair FTDDM's shipped truncated UNet with a flow
+trained like FTDDM's (same steps, batch, seed) but without one ingredient."""
+
+
+def ablation_weights_path(variant: str, size: str) -> Path:
+    """Where the shipped flow of an ablation variant lives.
+
+    Args:
+        variant: A name from [`ABLATIONS`][mrsisr.studies.ABLATIONS] with its own flow.
+        size: Size variant.
+
+    Returns:
+        `zoo/weights/ablation/ftddm-<variant>-<size>.safetensors` (flow weights only).
+    """
+    from mrsisr.zoo import weights_dir
+
+    return weights_dir() / "ablation" / f"ftddm-{variant}-{size}.safetensors"
+
+
+def _ablation_pipeline(cfg: StudyConfig, name: str) -> Any:
+    """Build a variant: FTDDM's (or the given) denoiser plus the variant's own flow."""
+    from mrsisr.recipes import load_recipe
+    from mrsisr.zoo import _check_trained_t_start, load_pipeline_weights, weights_path
+
+    ab = ABLATIONS[name]
+    if not ab.own_weights:
+        if name in cfg.weights:
+            return _pipeline(
+                StudyConfig(**{**asdict(cfg), "weights": {ab.recipe: cfg.weights[name]}}),
+                ab.recipe,
+            )
+        return _pipeline(cfg, ab.recipe)
+    recipe = load_recipe(ab.recipe, size=cfg.size, overrides=ab.overrides)
+    pipe = recipe.build()
+    flow = cfg.weights.get(name) or ablation_weights_path(name, cfg.size)
+    if cfg.untrained and name not in cfg.weights and not Path(flow).is_file():
+        return pipe.to(cfg.device).eval()
+    if int(pipe.t_start) > 0:
+        denoiser = cfg.weights.get(ab.recipe) or weights_path(ab.recipe, cfg.size)
+        if not (cfg.untrained and not Path(denoiser).exists()):  # else random, for tests
+            load_pipeline_weights(pipe, denoiser, parts=["denoiser"])
+    _check_trained_t_start(recipe, Path(flow))
+    load_pipeline_weights(pipe, flow, parts=[p for p in pipe.parts() if p != "denoiser"])
+    return pipe.to(cfg.device).eval()
+
+
+def _check_ablation_weights(cfg: StudyConfig, names: Sequence[str]) -> None:
+    from mrsisr.errors import CheckpointError
+    from mrsisr.zoo import weights_path
+
+    if cfg.untrained:
+        return
+    missing = []
+    for name in names:
+        ab = ABLATIONS[name]
+        if name in cfg.weights:
+            continue
+        if not weights_path(ab.recipe, cfg.size).is_file() and ab.recipe not in cfg.weights:
+            missing.append(f"{name} ({ab.recipe} weights)")
+        elif ab.own_weights and not ablation_weights_path(name, cfg.size).is_file():
+            missing.append(name)
+    if missing:
+        raise CheckpointError(
+            f"the ablation study needs '{cfg.size}' weights for {', '.join(missing)}; train a "
+            "variant with `mrsisr train ftddm --set ...` (see docs/bench.md) and pass "
+            "--weights VARIANT=RUN"
+        )
+
+
+@STUDIES.register(
+    "ablation",
+    description="flow only / diffusion only / both (Table 2); no mask, MRIs, guide loss (Table 3)",
+)
+def ablation_study(cfg: StudyConfig) -> StudyResult:
+    """The ablations of the paper's Tables 2 and 3, scored on the same maps.
+
+    Table 2 pits the flow alone (`t_start = 0`: the flow models `x_0`, 1 NFE) and the diffusion
+    model alone (DDPM, T = 1000) against FTDDM. Table 3 removes one ingredient from FTDDM's flow:
+    the mask channel of its condition, the MRI channels, or the guide loss. Here the ablated
+    flows share FTDDM's truncated UNet (which keeps every condition), so Table 3 measures what
+    each ingredient brings to the flow's start; the paper does not say whether it also retrained
+    its UNet. Wilcoxon p-values are against FTDDM (the first row).
+
+    Weights: `ftddm` and `diffusion_only` use the shipped `ftddm` and `ddpm` weights; each other
+    variant a flow from `zoo/weights/ablation/` or `--weights VARIANT=RUN` (a run of
+    `mrsisr train ftddm --set ...` with that variant's overrides, see
+    [`ABLATIONS`][mrsisr.studies.ABLATIONS]).
+
+    Args:
+        cfg: Study settings.
+
+    Returns:
+        The result (columns `tables`, `mask`, `mri`, `guide`, `t_trunc`); figure: SSIM and PSNR
+        of each variant per scale.
+    """
+    names = list(ABLATIONS)
+    _check_ablation_weights(cfg, names)
+    variants = []
+    for name in names:
+        ab = ABLATIONS[name]
+        info = {
+            "variant": name,
+            "tables": ",".join(map(str, ab.tables)),
+            "mask": ab.mask,
+            "mri": ab.mri,
+            "guide": ab.guide,
+            "t_trunc": ab.t_trunc,
+        }
+        variants.append((info, _ablation_pipeline(cfg, name)))
+    rows, machine = _bench(cfg, variants)
+    return StudyResult("ablation", rows, _config(cfg), machine, _ablation_plot)
+
+
+def _ablation_plot(result: StudyResult, png: Path) -> None:
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    rows = result.rows
+    names = list(dict.fromkeys(r["variant"] for r in rows))
+    scales = sorted({r["scale"] for r in rows}, reverse=True)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    width = 0.8 / len(names)
+    for ax, y in zip(axes, ("ssim", "psnr")):
+        for i, name in enumerate(names):
+            vals = {r["scale"]: r for r in rows if r["variant"] == name}
+            x = np.arange(len(scales)) + (i - (len(names) - 1) / 2) * width
+            ax.bar(
+                x,
+                [vals[s][f"{y}_mean"] if s in vals else np.nan for s in scales],
+                width,
+                yerr=[vals[s][f"{y}_std"] if s in vals else 0 for s in scales],
+                label=name,
+                color="lightgray" if name == "lr_input" else None,
+                error_kw={"lw": 0.6},
+            )
+        ax.set_xticks(range(len(scales)), [f"×{s}" for s in scales])
+        ax.set_ylabel(y.upper(), fontsize=8)
+        lo = min(r[f"{y}_mean"] - r[f"{y}_std"] for r in rows)
+        ax.set_ylim(bottom=max(0.0, lo - 0.05 * abs(lo)))
+        ax.tick_params(labelsize=7)
+    axes[1].legend(fontsize=6, ncol=2)
+    fig.suptitle(_title(result, rows[0]["n_maps"]), fontsize=9)
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
 
 
 def run_study(name: str, cfg: StudyConfig | None = None) -> StudyResult:

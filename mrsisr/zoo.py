@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +74,9 @@ def weight_card(name: str, size: str) -> dict[str, Any] | None:
     return json.loads(card.read_text()) if card.is_file() else None
 
 
-def load_pipeline_weights(pipeline: Any, path: str | os.PathLike[str]) -> None:
+def load_pipeline_weights(
+    pipeline: Any, path: str | os.PathLike[str], parts: Collection[str] | None = None
+) -> None:
     """Fill a built pipeline's parts from a weights file (or a run folder).
 
     Parts that Table 1 counts must be present; uncounted parts (a discriminator or critic) may be
@@ -83,6 +85,8 @@ def load_pipeline_weights(pipeline: Any, path: str | os.PathLike[str]) -> None:
     Args:
         pipeline: A built pipeline.
         path: A `.safetensors` file or a run folder with `weights.safetensors`.
+        parts: Load (and require) only these parts, e.g. `["denoiser"]` from one file and
+            `["flow"]` from another; `None` loads every part the file has.
 
     Raises:
         CheckpointError: If the file is missing or damaged, or a required part does not fit.
@@ -105,9 +109,11 @@ def load_pipeline_weights(pipeline: Any, path: str | os.PathLike[str]) -> None:
         ) from None
     wanted = {}
     for part, (module, counted) in pipeline_parts(pipeline).items():
+        if parts is not None and part not in parts:
+            continue
         if part in present:
             wanted[part] = module
-        elif counted:
+        elif counted or parts is not None:
             raise CheckpointError(
                 f"{file}: no weights for part '{part}'; is it for another recipe?"
             )
@@ -179,6 +185,8 @@ def export_run(
     *,
     dest: str | os.PathLike[str] | None = None,
     dtype: torch.dtype = torch.float16,
+    name: str | None = None,
+    parts: Collection[str] | None = None,
 ) -> Path:
     """Copy a finished training run into the zoo as compact weights plus a card.
 
@@ -186,12 +194,15 @@ def export_run(
         run: A run folder written by `mrsisr train` (with `weights.safetensors` and `card.json`).
         dest: Folder to write into (default: `zoo/weights`).
         dtype: Floating dtype of the exported tensors (fp16 halves the size).
+        name: File stem (default `<recipe>-<size>`).
+        parts: Export only these parts (e.g. `["flow"]` for an ablation variant whose denoiser
+            is FTDDM's shipped one); `None` exports all.
 
     Returns:
-        The written weights file, `<dest>/<recipe>-<size>.safetensors`.
+        The written weights file, `<dest>/<name>.safetensors`.
 
     Raises:
-        CheckpointError: If the run is incomplete.
+        CheckpointError: If the run is incomplete, or lacks one of `parts`.
     """
     from safetensors.torch import load_file, save_file
 
@@ -204,15 +215,21 @@ def export_run(
     card = json.loads(card_file.read_text())
     dest = Path(dest) if dest is not None else weights_dir()
     dest.mkdir(parents=True, exist_ok=True)
-    out = dest / f"{card['recipe']}-{card['size']}.safetensors"
+    out = dest / f"{name or card['recipe'] + '-' + card['size']}.safetensors"
     tensors = {
         k: (v.to(dtype) if v.is_floating_point() else v)
         for k, v in load_file(str(weights_file)).items()
+        if parts is None or k.split(".", 1)[0] in parts
     }
+    missing = set(parts or ()) - {k.split(".", 1)[0] for k in tensors}
+    if missing:
+        raise CheckpointError(f"{run}: no weights for part(s) {', '.join(sorted(missing))}")
     tmp = out.with_name(f".{out.name}.tmp")
     save_file(tensors, str(tmp))
     os.replace(tmp, out)
     card = dict(card, exported_dtype=str(dtype).replace("torch.", ""), source_run=run.name)
+    if parts is not None:
+        card["exported_parts"] = sorted(parts)
     out.with_suffix(".json.tmp").write_text(json.dumps(card, indent=2))
     os.replace(out.with_suffix(".json.tmp"), out.with_suffix(".json"))
     return out

@@ -103,4 +103,62 @@ def test_study_errors(cli, tmp_path):
     res = cli("study", "solver", "--size", "tiny", "--out", str(tmp_path / "x"))
     assert res.exit_code == 2 and "needs 'tiny' weights for ftddm" in res.output
     assert not (tmp_path / "x").exists()
-    assert set(STUDIES.names()) == {"truncation", "solver", "scale", "sharpness"}
+    assert set(STUDIES.names()) == {"truncation", "solver", "scale", "sharpness", "ablation"}
+    res = cli("study", "ablation", "--size", "tiny", "--out", str(tmp_path / "y"))
+    assert res.exit_code == 2 and "ablation study needs 'tiny' weights" in res.output
+    assert not (tmp_path / "y").exists()
+
+
+def test_ablation_study(cli, cohort5, tmp_path):
+    rows = _run(cli, cohort5, tmp_path, "ablation")
+    assert list(rows) == [
+        "ftddm",
+        "flow_only",
+        "diffusion_only",
+        "no_mask",
+        "no_mri",
+        "no_guide",
+        "lr_input",
+    ]
+    assert {k: r["nfe"] for k, r in rows.items()} == {
+        "ftddm": 101,
+        "flow_only": 1,
+        "diffusion_only": 1000,
+        "no_mask": 101,
+        "no_mri": 101,
+        "no_guide": 101,
+        "lr_input": 0,
+    }
+    assert rows["ftddm"]["p_ssim"] is None and rows["no_mask"]["p_ssim"] is not None
+    assert (rows["no_mask"]["mask"], rows["no_mri"]["mri"], rows["no_guide"]["guide"]) == (
+        False,
+        False,
+        False,
+    )
+    assert rows["flow_only"]["tables"] == "2" and rows["ftddm"]["tables"] == "2,3"
+    assert rows["flow_only"]["params"] < rows["no_mask"]["params"]
+
+
+def test_ablation_variant_pairs_ftddm_denoiser_with_its_own_flow(tmp_path):
+    from mrsisr.studies import StudyConfig, _ablation_pipeline
+    from mrsisr.train.engine import save_weights
+
+    torch.manual_seed(0)
+    ftddm = load_recipe("ftddm", size="tiny").build()
+    variant = load_recipe(
+        "ftddm",
+        size="tiny",
+        overrides={"initializer.mask_channel": False, "initializer.flow.cond_channels": 3},
+    ).build()
+    save_weights({"denoiser": ftddm.denoiser, "flow": ftddm.initializer.flow}, tmp_path / "f.st")
+    save_weights({"flow": variant.initializer.flow}, tmp_path / "v.st")
+    cfg = StudyConfig(
+        size="tiny", weights={"ftddm": str(tmp_path / "f.st"), "no_mask": str(tmp_path / "v.st")}
+    )
+    pipe = _ablation_pipeline(cfg, "no_mask")
+    for got, want in (
+        (pipe.denoiser, ftddm.denoiser),
+        (pipe.initializer.flow, variant.initializer.flow),
+    ):
+        w = want.state_dict()
+        assert all(torch.equal(v, w[k]) for k, v in got.state_dict().items())

@@ -185,3 +185,68 @@ def test_load_without_shipped_weights_says_how_to_train(tmp_path, monkeypatch):
         CheckpointError, match=r"no shipped weights for 'ddpm' at size 'tiny'.*mrsisr train ddpm"
     ):
         mrsisr.load("ddpm", size="tiny")
+
+
+def test_flow_only_pipeline_is_the_flow_alone():
+    """t_start = 0 (Table 2's 'flow only'): 1 NFE, no denoiser stage, part or parameter."""
+    from mrsisr.pipeline import count_parameters
+
+    torch.manual_seed(0)
+    pipe = load_recipe("ftddm", size="tiny", overrides={"pipeline.t_start": 0}).build().eval()
+    assert pipe.nfe == 1
+    assert [s.name for s in training_stages(pipe)] == ["flow"]
+    assert set(count_parameters(pipe)) == {"total", "flow"}
+    batch = synthetic_batch(2)
+    x = pipe.sample(batch.cond, generator=torch.Generator().manual_seed(3))
+    raw = pipe.initializer.sample(
+        batch.cond, 0, pipe.schedule, generator=torch.Generator().manual_seed(3)
+    )
+    assert torch.equal(x, (raw * batch.cond.mask).clamp(0, 1))
+    assert x[..., :6, :].abs().max() == 0  # the masked band
+    loss = training_stages(pipe)[0].loss(batch, torch.Generator().manual_seed(0))
+    assert torch.isfinite(loss)
+
+
+def test_gaussian_start_cannot_be_the_whole_model():
+    from mrsisr.errors import RecipeError
+
+    with pytest.raises(RecipeError, match="GaussianInitializer has nothing to learn"):
+        load_recipe("ddpm", size="tiny", overrides={"pipeline.t_start": 0}).build()
+
+
+def test_flow_condition_channels_must_match_the_ablation_switches():
+    from mrsisr.errors import RecipeError
+
+    with pytest.raises(RecipeError, match=r"cond_channels = 4.*feeds it 3.*cond_channels = 3"):
+        load_recipe("ftddm", size="tiny", overrides={"initializer.mask_channel": False}).build()
+    pipe = load_recipe(
+        "ftddm",
+        size="tiny",
+        overrides={"initializer.mri": False, "initializer.flow.cond_channels": 2},
+    ).build()
+    assert pipe.initializer.cond_image(synthetic_batch(1).cond).shape[1] == 2
+
+
+def test_export_and_load_selected_parts(tmp_path):
+    """A variant's flow is exported alone and loaded next to another recipe's denoiser."""
+    from mrsisr.errors import CheckpointError
+    from mrsisr.train.engine import save_weights
+    from mrsisr.zoo import export_run, load_pipeline_weights
+
+    torch.manual_seed(0)
+    a = load_recipe("ftddm", size="tiny").build()
+    b = load_recipe("ftddm", size="tiny").build()
+    run = tmp_path / "run"
+    run.mkdir()
+    save_weights({"denoiser": a.denoiser, "flow": a.initializer.flow}, run / "weights.safetensors")
+    (run / "card.json").write_text(json.dumps({"recipe": "ftddm", "size": "tiny"}))
+    out = export_run(run, dest=tmp_path / "zoo", name="ftddm-x-tiny", parts=["flow"])
+    assert out.name == "ftddm-x-tiny.safetensors"
+    assert json.loads(out.with_suffix(".json").read_text())["exported_parts"] == ["flow"]
+    with pytest.raises(CheckpointError, match="no weights for part 'denoiser'"):
+        load_pipeline_weights(b, out)
+    load_pipeline_weights(b, out, parts=["flow"])
+    fa, fb = a.initializer.flow.state_dict(), b.initializer.flow.state_dict()
+    assert all(torch.allclose(fa[k].float(), fb[k].float(), rtol=1e-3, atol=1e-4) for k in fa)
+    with pytest.raises(CheckpointError, match="no weights for part"):
+        export_run(run, dest=tmp_path / "zoo", name="y", parts=["generator"])

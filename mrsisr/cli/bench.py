@@ -191,7 +191,9 @@ def bench_table(result) -> Table:  # noqa: ANN001
 
 
 def study_cmd(
-    name: Annotated[str, typer.Argument(help="Study: truncation, solver, scale or sharpness.")],
+    name: Annotated[
+        str, typer.Argument(help="Study: truncation, solver, scale, sharpness or ablation.")
+    ],
     size: SizeOption = "small",
     data: Annotated[
         str, typer.Option(help="'phantom' or a folder of subject folders.")
@@ -215,7 +217,10 @@ def study_cmd(
     ] = "study-results",
     weights: Annotated[
         list[str] | None,
-        typer.Option(help="NAME=PATH: weights file or run folder for a recipe (repeatable)."),
+        typer.Option(
+            help="NAME=PATH: weights file or run folder for a recipe, or for an ablation "
+            "variant (repeatable)."
+        ),
     ] = None,
     untrained: Annotated[
         bool, typer.Option("--untrained", help="Random weights where none exist (timings only).")
@@ -225,7 +230,8 @@ def study_cmd(
 
     truncation: quality vs NFE for respace, DPM-Solver++, TDPM, FTDDM (Fig. 5); solver: FTDDM
     with DPM-Solver++ (Table 4); scale: conditioned vs actual upscaling factor (Fig. 6);
-    sharpness: the tau_d sweep with PSNR, SSIM and LPIPS (Fig. 7).
+    sharpness: the tau_d sweep with PSNR, SSIM and LPIPS (Fig. 7); ablation: flow only,
+    diffusion only, both (Table 2) and FTDDM's flow without mask, MRIs or guide loss (Table 3).
     """
     from mrsisr.registries import STUDIES
     from mrsisr.studies import StudyConfig

@@ -98,7 +98,8 @@ class FlowInitializer(nn.Module):
         mri: Feed T1 and FLAIR to the flow's condition (the Table 3 ablation drops them).
 
     Raises:
-        RecipeError: If `tau_f` is negative.
+        RecipeError: If `tau_f` is negative, or the flow's `cond_channels` differs from the
+            number of condition channels the switches feed it.
     """
 
     nfe = 1
@@ -116,6 +117,14 @@ class FlowInitializer(nn.Module):
         super().__init__()
         if tau_f < 0:
             raise RecipeError(f"[initializer] tau_f must be >= 0, got {tau_f!r}")
+        fed = int(mask_channel) + 1 + 2 * int(mri)  # mask, LR, T1 + FLAIR
+        declared = getattr(flow, "cond_channels", fed)
+        if declared != fed:
+            raise RecipeError(
+                f"[initializer.flow] cond_channels = {declared}, but the initializer feeds it "
+                f"{fed} (mask_channel = {str(mask_channel).lower()}, mri = {str(mri).lower()}); "
+                f"set initializer.flow.cond_channels = {fed}"
+            )
         self.flow = flow
         self.tau_f = float(tau_f)
         self.guide_weight = float(guide_weight)
