@@ -6,6 +6,7 @@ and prints mean ± std per scale. A stand-in until `mrsisr bench` exists.
 
 Usage:
     python benchmarks/quick_eval.py munet_fs_cwgan --size small [--weights RUN] [--limit 200]
+        [--set pipeline.tau=0]
 """
 
 from __future__ import annotations
@@ -31,10 +32,14 @@ def main() -> None:
     ap.add_argument("--fold", type=int, default=0)
     ap.add_argument("--limit", type=int, default=200, help="maps per scale")
     ap.add_argument("--batch", type=int, default=50)
+    ap.add_argument("--set", action="append", default=[], help="recipe override KEY=VALUE")
     args = ap.parse_args()
+    from mrsisr.cli.zoo import parse_overrides
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    pipe = mrsisr.load(args.recipe, size=args.size, weights=args.weights)
+    pipe = mrsisr.load(
+        args.recipe, size=args.size, weights=args.weights, overrides=parse_overrides(args.set)
+    )
     subjects = load_dataset(resolve_data(args.data))
     _, _, test_ids = fold_split([s.subject for s in subjects], args.fold)
     print(f"{args.recipe} ({args.size}), fold {args.fold} test subjects {', '.join(test_ids)}")

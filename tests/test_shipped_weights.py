@@ -37,3 +37,32 @@ def test_shipped_weights_load_and_have_a_card(path):
         pytest.skip("full 1000-step chain: covered by the bench, not the unit tests")
     x = pipe.sample(cond, generator=torch.Generator().manual_seed(0))
     assert torch.isfinite(x).all() and x.min() >= 0 and x.max() <= 1
+
+
+ABLATION = sorted((weights_dir() / "ablation").glob("*.safetensors"))
+
+
+def _flat(table, prefix=""):
+    out = {}
+    for k, v in table.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+@pytest.mark.parametrize("path", ABLATION, ids=lambda p: p.stem)
+def test_shipped_ablation_flows_match_their_variant(path):
+    """Each shipped ablation flow was trained with its variant's overrides and loads into it."""
+    from mrsisr.studies import ABLATIONS, StudyConfig, _ablation_pipeline, ablation_weights_path
+
+    card = json.loads(path.with_suffix(".json").read_text())
+    variant = path.stem.removeprefix("ftddm-").removesuffix(f"-{card['size']}")
+    assert ablation_weights_path(variant, card["size"]) == path
+    assert card["exported_parts"] == ["flow"]
+    trained = _flat(card["resolved_recipe"])
+    for key, value in _flat(ABLATIONS[variant].overrides).items():
+        assert trained[key] == value, key
+    pipe = _ablation_pipeline(StudyConfig(size=card["size"]), variant)
+    assert pipe.nfe == (1 if variant == "flow_only" else 101)
