@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -200,8 +200,6 @@ class ConditionedScale(torch.nn.Module):
         Returns:
             `x0` estimates `(B, 1, H, W)`.
         """
-        from dataclasses import replace
-
         return self.pipeline.sample(
             replace(cond, scale=torch.full_like(cond.scale, self.scale)), generator=generator
         )
@@ -566,10 +564,7 @@ def _ablation_pipeline(cfg: StudyConfig, name: str) -> Any:
     ab = ABLATIONS[name]
     if not ab.own_weights:
         if name in cfg.weights:
-            return _pipeline(
-                StudyConfig(**{**asdict(cfg), "weights": {ab.recipe: cfg.weights[name]}}),
-                ab.recipe,
-            )
+            return _pipeline(replace(cfg, weights={ab.recipe: cfg.weights[name]}), ab.recipe)
         return _pipeline(cfg, ab.recipe)
     recipe = load_recipe(ab.recipe, size=cfg.size, overrides=ab.overrides)
     pipe = recipe.build()
@@ -581,8 +576,37 @@ def _ablation_pipeline(cfg: StudyConfig, name: str) -> Any:
         if not (cfg.untrained and not Path(denoiser).exists()):  # else random, for tests
             load_pipeline_weights(pipe, denoiser, parts=["denoiser"])
     _check_trained_t_start(recipe, Path(flow))
+    _check_variant_card(name, Path(flow))
     load_pipeline_weights(pipe, flow, parts=[p for p in pipe.parts() if p != "denoiser"])
     return pipe.to(cfg.device).eval()
+
+
+def _flat(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        if isinstance(value, Mapping):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _check_variant_card(name: str, source: Path) -> None:
+    """Refuse weights whose card says they were trained without the variant's overrides."""
+    from mrsisr.errors import CheckpointError
+    from mrsisr.zoo import _card_of
+
+    card = _card_of(source)
+    if card is None or "resolved_recipe" not in card:
+        return
+    trained = _flat(card["resolved_recipe"])
+    for key, value in _flat(ABLATIONS[name].overrides).items():
+        if key in trained and trained[key] != value:
+            toml = str(value).lower() if isinstance(value, bool) else value
+            raise CheckpointError(
+                f"{source}: trained with {key} = {trained[key]!r}, but the '{name}' variant needs "
+                f"{value!r}; pass a run trained with --set {key}={toml}"
+            )
 
 
 def _check_ablation_weights(cfg: StudyConfig, names: Sequence[str]) -> None:

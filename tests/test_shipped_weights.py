@@ -42,20 +42,16 @@ def test_shipped_weights_load_and_have_a_card(path):
 ABLATION = sorted((weights_dir() / "ablation").glob("*.safetensors"))
 
 
-def _flat(table, prefix=""):
-    out = {}
-    for k, v in table.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 @pytest.mark.parametrize("path", ABLATION, ids=lambda p: p.stem)
 def test_shipped_ablation_flows_match_their_variant(path):
     """Each shipped ablation flow was trained with its variant's overrides and loads into it."""
-    from mrsisr.studies import ABLATIONS, StudyConfig, _ablation_pipeline, ablation_weights_path
+    from mrsisr.studies import (
+        ABLATIONS,
+        StudyConfig,
+        _ablation_pipeline,
+        _flat,
+        ablation_weights_path,
+    )
 
     card = json.loads(path.with_suffix(".json").read_text())
     variant = path.stem.removeprefix("ftddm-").removesuffix(f"-{card['size']}")

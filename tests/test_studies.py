@@ -162,3 +162,21 @@ def test_ablation_variant_pairs_ftddm_denoiser_with_its_own_flow(tmp_path):
     ):
         w = want.state_dict()
         assert all(torch.equal(v, w[k]) for k, v in got.state_dict().items())
+
+
+def test_ablation_refuses_a_flow_trained_without_the_variant_overrides(tmp_path):
+    from mrsisr.errors import CheckpointError
+    from mrsisr.studies import StudyConfig, _ablation_pipeline
+    from mrsisr.train.engine import save_weights
+
+    recipe = load_recipe("ftddm", size="tiny")
+    pipe = recipe.build()
+    run = tmp_path / "full-ftddm-run"
+    run.mkdir()
+    save_weights({"flow": pipe.initializer.flow}, run / "weights.safetensors")
+    (run / "card.json").write_text(json.dumps({"resolved_recipe": recipe.to_dict()}))
+    cfg = StudyConfig(size="tiny", untrained=True, weights={"no_guide": str(run)})
+    with pytest.raises(
+        CheckpointError, match=r"guide_weight = 10.0.*--set initializer.guide_weight=0"
+    ):
+        _ablation_pipeline(cfg, "no_guide")
