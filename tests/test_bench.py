@@ -149,3 +149,26 @@ def test_bench_under_torchrun_shards_maps_and_matches_one_process(cohort5, tmp_p
         assert row["model"] == ref.model and row["n_maps"] == ref.n_maps == 5
         assert row["ssim_mean"] == pytest.approx(ref.ssim_mean, abs=1e-6)
         assert row["psnr_std"] == pytest.approx(ref.psnr_std, abs=1e-4)
+
+
+def test_channels_last_bench_scores_the_same(cohort5):
+    from mrsisr.recipes import load_recipe
+
+    overrides = {"sampler.type": "respace", "sampler.steps": 3}
+    scores = []
+    for channels_last in (False, True):
+        torch.manual_seed(0)
+        pipe = load_recipe("ftddm", size="tiny", overrides=overrides).build().eval()
+        result = run_bench(
+            [("ftddm", pipe)],
+            data=cohort5,
+            limit=2,
+            scales=(4,),
+            progress=False,
+            uq_samples=0,
+            baseline=False,
+            channels_last=channels_last,
+        )
+        scores.append(result.scores[("ftddm", 4)]["ssim"])
+        assert result.config["channels_last"] is channels_last
+    assert np.allclose(scores[0], scores[1], atol=1e-5)

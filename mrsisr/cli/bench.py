@@ -109,6 +109,12 @@ def bench_cmd(
         int, typer.Option(min=0, help="Samples of the first model for the figure's std map.")
     ] = 4,
     set_: SetOption = None,
+    channels_last: Annotated[
+        bool,
+        typer.Option(
+            "--channels-last", help="Channels-last weights (same results, faster on CPU)."
+        ),
+    ] = False,
 ) -> None:
     """Benchmark models side by side on the same maps: NFE, time, parameters, NRMSE/PSNR/SSIM.
 
@@ -138,6 +144,7 @@ def bench_cmd(
         untrained=untrained,
         overrides=parse_overrides(set_),
         uq_samples=uq_samples,
+        channels_last=channels_last,
     )
     if dist:
         import torch.distributed
