@@ -573,7 +573,7 @@ def _ablation_pipeline(cfg: StudyConfig, name: str) -> Any:
         return pipe.to(cfg.device).eval()
     if int(pipe.t_start) > 0:
         denoiser = cfg.weights.get(ab.recipe) or weights_path(ab.recipe, cfg.size)
-        if not (cfg.untrained and not Path(denoiser).exists()):  # else random, for tests
+        if Path(denoiser).exists() or not cfg.untrained:  # untrained: random, for tests
             load_pipeline_weights(pipe, denoiser, parts=["denoiser"])
     _check_trained_t_start(recipe, Path(flow))
     _check_variant_card(name, Path(flow))
