@@ -36,6 +36,10 @@ class DiffusionPipeline(nn.Module):
             truncated model this is `T_trunc` and also the largest timestep trained on. `0`
             means the initializer draws `x_0` itself: the denoiser is neither trained, counted,
             saved nor called (this needs a trained initializer, such as a flow).
+        loss_weighting: How the denoiser's ε-MSE is weighted over timesteps: `"eps"` (Eq. 5,
+            the paper), `"x0"` (constant weight on the x0 error) or `"min_snr"` (min-SNR-γ);
+            see [`loss_weights`][mrsisr.diffusion.loss_weights]. Training only.
+        snr_gamma: γ of the `"min_snr"` weighting.
 
     Raises:
         ValueError: If `t_start` is outside `[0, T]`, or 0 with an initializer that has
@@ -49,8 +53,20 @@ class DiffusionPipeline(nn.Module):
         denoiser: Denoiser,
         sampler: Sampler,
         t_start: int | None = None,
+        loss_weighting: str = "eps",
+        snr_gamma: float = 5.0,
     ) -> None:
         super().__init__()
+        from mrsisr.diffusion import LOSS_WEIGHTINGS
+
+        if loss_weighting not in LOSS_WEIGHTINGS:
+            raise ValueError(
+                f"loss_weighting must be one of {', '.join(LOSS_WEIGHTINGS)}, got {loss_weighting!r}"
+            )
+        if not float(snr_gamma) > 0:
+            raise ValueError(f"snr_gamma must be positive, got {snr_gamma}")
+        self.loss_weighting = loss_weighting
+        self.snr_gamma = float(snr_gamma)
         t_start = schedule.T if t_start is None else int(t_start)
         if not 0 <= t_start <= schedule.T:
             raise ValueError(f"t_start must be in [0, {schedule.T}], got {t_start}")
@@ -103,7 +119,7 @@ class DiffusionPipeline(nn.Module):
         return self.sample(cond, generator=generator)
 
     def denoiser_loss(self, batch: Batch, generator: torch.Generator | None = None) -> Tensor:
-        """ε-MSE loss of the denoiser (Eq. 5) with `t ~ U{1, ..., t_start}`.
+        """ε-MSE loss of the denoiser (Eq. 5) with `t ~ U{1, ..., t_start}`, weighted as asked.
 
         Args:
             batch: Training batch.
@@ -115,7 +131,14 @@ class DiffusionPipeline(nn.Module):
         from mrsisr.diffusion import diffusion_loss
 
         return diffusion_loss(
-            self.denoiser, batch.x0, batch.cond, self.schedule, self.t_start, generator
+            self.denoiser,
+            batch.x0,
+            batch.cond,
+            self.schedule,
+            self.t_start,
+            generator,
+            weighting=self.loss_weighting,
+            snr_gamma=self.snr_gamma,
         )
 
     def training_stages(self) -> list[Any]:

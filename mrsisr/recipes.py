@@ -64,6 +64,10 @@ SIZES = ("paper", "small", "tiny")
 META_KEYS = {"name", "title", "description", "references", "base", "sizes", "tags", "weights_from"}
 """Keys allowed in a recipe's `[recipe]` table (`weights_from`: load another recipe's weights)."""
 
+TRAIN_KEYS = {"lr_schedule": str, "warmup_steps": int}
+"""Keys of a recipe's optional `[train]` table: training defaults that the command line can
+override (`--lr-schedule`, `--warmup-steps`). It builds nothing."""
+
 _SPECIAL_SLOTS = {
     "pipeline": "pipelines",
     "schedule": "schedules",
@@ -166,6 +170,11 @@ class Recipe:
     registries: Mapping[str, Registry] | None = field(default=None, repr=False, compare=False)
 
     @property
+    def train(self) -> dict[str, Any]:
+        """The `[train]` table: training defaults such as `lr_schedule` (empty if absent)."""
+        return dict(self.tables.get("train", {}))
+
+    @property
     def where(self) -> str:
         """How messages name this recipe: its file path, or its name."""
         return str(self.source) if self.source is not None else f"recipe '{self.name}'"
@@ -205,7 +214,7 @@ class Recipe:
         parts = {
             name: self._build_table(name, table, role=slot_role(name))
             for name, table in self.tables.items()
-            if name != "pipeline"
+            if name not in ("pipeline", "train")
         }
         return self._build_table("pipeline", self.tables["pipeline"], role="pipelines", extra=parts)
 
@@ -395,16 +404,42 @@ def validate_recipe(recipe: Recipe) -> None:
     if "pipeline" not in recipe.tables:
         raise RecipeError(f"{recipe.where}: no [pipeline] table; add one with a `type`")
     for name, table in recipe.tables.items():
-        _validate_table(recipe, name, table, slot_role(name))
+        if name == "train":
+            _validate_train(recipe, table)
+        else:
+            _validate_table(recipe, name, table, slot_role(name))
     # the pipeline must accept every top-level part as a keyword
     kind = recipe.tables["pipeline"]["type"]
     accepted, var_kw = _accepted_keys(_registries(recipe)["pipelines"].get(kind))
     for name in recipe.tables:
-        if name != "pipeline" and not var_kw and name not in accepted:
+        if name not in ("pipeline", "train") and not var_kw and name not in accepted:
             raise RecipeError(
                 f"{recipe.where}: [{name}] is not a part of pipeline '{kind}'; it takes: "
                 f"{', '.join(sorted(accepted))}"
             )
+
+
+def _validate_train(recipe: Recipe, table: Any) -> None:
+    from mrsisr.lr_schedules import LR_SCHEDULES
+
+    if not isinstance(table, Mapping):
+        raise RecipeError(f"{recipe.where}: [train] must be a table")
+    for key, value in table.items():
+        if key not in TRAIN_KEYS:
+            raise RecipeError(
+                f"{recipe.where}: [train] unknown key '{key}'; valid keys: {', '.join(sorted(TRAIN_KEYS))}"
+            )
+        kind = TRAIN_KEYS[key]
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise RecipeError(
+                f"{recipe.where}: [train] key '{key}' must be a {kind.__name__}, got {value!r}"
+            )
+    if table.get("lr_schedule", "constant") not in LR_SCHEDULES:
+        raise RecipeError(
+            f"{recipe.where}: [train] key 'lr_schedule' must be one of {', '.join(LR_SCHEDULES)}"
+        )
+    if table.get("warmup_steps", 0) < 0:
+        raise RecipeError(f"{recipe.where}: [train] key 'warmup_steps' must be non-negative")
 
 
 def _validate_table(recipe: Recipe, path: str, table: Any, role: str) -> None:

@@ -40,12 +40,12 @@ SETUP = textwrap.dedent(
             subs.append(Subject(f"s{i}", maps, masks, t1, t1[:, :, ::-1].copy(), shape=(2, size, size)))
         return subs
 
-    def make_pipeline(seed=0):
+    def make_pipeline(seed=0, **kw):
         torch.manual_seed(seed)
         unet = BACKBONES.build("unet", model_channels=8, channel_mult=(1, 2), num_res_blocks=1,
                                attention_resolutions=(), num_heads=1, image_size=16)
         return DiffusionPipeline(SCHEDULES.build("cosine"), INITIALIZERS.build("gaussian"), unet,
-                                 SAMPLERS.build("ancestral"), t_start=100)
+                                 SAMPLERS.build("ancestral"), t_start=100, **kw)
 
     RECIPE = Recipe(name="tiny_test", size="tiny", source=None, meta={"title": "test"}, tables={})
 
@@ -149,8 +149,11 @@ KILL_SCRIPT = SETUP + textwrap.dedent(
         if step == kill_at:
             os.kill(os.getpid(), signal.SIGKILL)
     train, val = make_data()
-    cfg = TrainConfig(steps=8, batch_size=2, seed=0, checkpoint_every=2, validate_every=4, val_batches=2, lr=1e-3)
-    Trainer(make_pipeline(), RECIPE, train, val, out, cfg, progress=False, on_step=on_step).run(resume=resume)
+    # the paper's per-iteration decay, with warm-up, and the x0 loss weighting: both must resume exactly
+    cfg = TrainConfig(steps=8, batch_size=2, seed=0, checkpoint_every=2, validate_every=4, val_batches=2, lr=1e-3,
+                      lr_schedule="linear", warmup_steps=2)
+    pipe = make_pipeline(loss_weighting="x0")
+    Trainer(pipe, RECIPE, train, val, out, cfg, progress=False, on_step=on_step).run(resume=resume)
     """
 )
 
@@ -171,6 +174,9 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     state = json.loads((tmp_path / "a/stages/denoiser/latest/state.json").read_text())
     assert state["step"] == 4  # the last checkpoint before the kill at step 5
+    # the checkpoint records the schedule; step 3 (0-based) of 8 after 2 warm-up steps: 1e-3 * 5/6
+    assert state["lr_schedule"]["type"] == "linear"
+    assert state["lr_schedule"]["last_lr"]["main"] == pytest.approx(1e-3 * 5 / 6)
     assert not (tmp_path / "a/weights.safetensors").exists()
     resumed = run_script(tmp_path / "a", -1, 1)
     assert resumed.returncode == 0, resumed.stderr

@@ -34,6 +34,17 @@ def train_cmd(
         float | None,
         typer.Option(help="Learning rate for every stage (default: each stage's paper value)."),
     ] = None,
+    lr_schedule: Annotated[
+        str | None,
+        typer.Option(
+            help="Learning-rate schedule of each stage: constant, linear (decay to zero over "
+            "--steps) or cosine (default: the recipe's [train] value, else constant)."
+        ),
+    ] = None,
+    warmup_steps: Annotated[
+        int | None,
+        typer.Option(min=0, help="Linear warm-up steps (default: the recipe's, else 0)."),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of every random draw.")] = 0,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     checkpoint_every: Annotated[int, typer.Option(min=1, help="Steps between checkpoints.")] = 250,
@@ -74,6 +85,8 @@ def train_cmd(
         batch_size=batch,
         seed=seed,
         lr=lr,
+        lr_schedule=lr_schedule,
+        warmup_steps=warmup_steps,
         checkpoint_every=checkpoint_every,
         validate_every=validate_every,
         val_batches=val_batches,

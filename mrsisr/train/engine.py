@@ -41,6 +41,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from mrsisr.errors import CheckpointError, MrsisrError
+from mrsisr.lr_schedules import LR_SCHEDULES, lr_factor
 from mrsisr.pipeline import pipeline_parts
 from mrsisr.train.checkpoint import load_checkpoint, restore_checkpoint, save_checkpoint
 from mrsisr.train.stages import Stage, training_stages
@@ -64,6 +65,12 @@ class TrainConfig:
         validate_every: Steps between validation passes (and `best` checkpoints).
         val_batches: Validation batches per pass.
         device: Torch device, e.g. `cpu` or `cuda`.
+        lr_schedule: Learning-rate schedule of every stage over its `steps`: `"constant"`,
+            `"linear"` (decay to zero, the paper's "decay per iteration") or `"cosine"`; see
+            [`lr_factor`][mrsisr.lr_schedules.lr_factor]. `None`: the recipe's `[train]`
+            value, else constant.
+        warmup_steps: Linear warm-up steps before the schedule. `None`: the recipe's `[train]`
+            value, else 0.
     """
 
     steps: int = 1000
@@ -75,6 +82,8 @@ class TrainConfig:
     validate_every: int = 250
     val_batches: int = 8
     device: str = "cpu"
+    lr_schedule: str | None = None
+    warmup_steps: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "checkpoint_every", "validate_every"):
@@ -82,6 +91,16 @@ class TrainConfig:
                 raise MrsisrError(f"--{name.replace('_', '-')} must be at least 1")
         if self.val_batches < 0:
             raise MrsisrError("--val-batches must be non-negative")
+        if self.lr_schedule is not None and self.lr_schedule not in LR_SCHEDULES:
+            raise MrsisrError(
+                f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}"
+            )
+        if self.warmup_steps is not None and not 0 <= self.warmup_steps < self.steps:
+            raise MrsisrError(
+                f"--warmup-steps must be in [0, --steps), got {self.warmup_steps} with {self.steps} steps"
+            )
+
+
 
 
 @dataclass
@@ -381,6 +400,7 @@ class Trainer:
             optimizers["critic"] = torch.optim.Adam(
                 _params(stage.critic_modules), lr=clr, betas=stage.critic_betas or stage.betas
             )
+        base_lrs = {k: o.param_groups[0]["lr"] for k, o in optimizers.items()}
         emas = self._make_emas(stage) if stage.ema else {}
         plan = BatchPlan(
             self.train_data,
@@ -430,6 +450,12 @@ class Trainer:
             )
             last_tick, last_step = time.perf_counter(), start
             for step in range(start, cfg.steps):
+                factor = lr_factor(
+                    step, cfg.steps, cfg.lr_schedule or "constant", cfg.warmup_steps or 0
+                )
+                for name, optimizer in optimizers.items():
+                    for group in optimizer.param_groups:
+                        group["lr"] = base_lrs[name] * factor
                 batch = plan.batch(step, self.info.device)
                 gen = torch.Generator().manual_seed(
                     step_seed(cfg.seed, index, step, self.info.rank)
@@ -585,6 +611,12 @@ class Trainer:
                 "best_val_loss": best if math.isfinite(best) else None,
                 "recent_losses": history,
                 "wall_time_s": wall,
+                "lr_schedule": {
+                    "type": self.config.lr_schedule or "constant",
+                    "warmup_steps": self.config.warmup_steps or 0,
+                    "total_steps": self.config.steps,
+                    "last_lr": {k: o.param_groups[0]["lr"] for k, o in optimizers.items()},
+                },
             },
             save_rng=False,  # every draw is re-derived from (seed, stage, step)
         )

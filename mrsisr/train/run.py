@@ -12,6 +12,7 @@ Examples:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -115,6 +116,16 @@ def train_recipe(
 
     config = config or TrainConfig()
     recipe = load_recipe(name, size=size, overrides=overrides)
+    defaults = recipe.train  # the recipe's [train] table fills what the caller left unset
+    config = dataclasses.replace(
+        config,
+        lr_schedule=config.lr_schedule or defaults.get("lr_schedule", "constant"),
+        warmup_steps=(
+            config.warmup_steps
+            if config.warmup_steps is not None
+            else int(defaults.get("warmup_steps", 0))
+        ),
+    )
     data_dir = resolve_data(data)
     train_set, val_set, _ = fold_datasets(data_dir, fold, seed=config.seed)
     torch.manual_seed(config.seed)  # the same initial weights on every rank
