@@ -101,8 +101,6 @@ class TrainConfig:
             )
 
 
-
-
 @dataclass
 class StageResult:
     """What one stage did.
