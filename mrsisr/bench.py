@@ -156,28 +156,37 @@ class BenchResult:
         }
 
     def save(self, out: str | os.PathLike[str]) -> list[Path]:
-        """Write `results.json`, `results.csv` and `grid.png` into `out`.
+        """Write `results.json`, `results.csv` and `grid.png` as the folder `out`.
 
-        Each file is written under a temporary name and renamed into place.
+        `out` must be new, empty, or an earlier bench output (it holds `results.json`); the
+        whole folder is written under a temporary name and swapped in (see
+        [`mrsisr.outputs`][mrsisr.outputs]).
 
         Args:
-            out: Output folder (created if needed).
+            out: Output folder.
 
         Returns:
             The written files.
+
+        Raises:
+            MrsisrError: If `out` is not a folder the bench may replace.
         """
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        written = []
-        path = out / "results.json"
-        _atomic_text(path, json.dumps(self.to_dict(), indent=2, default=_json_default) + "\n")
-        written.append(path)
-        path = out / "results.csv"
-        write_csv_rows(path, [asdict(r) for r in self.rows])
-        written.append(path)
-        if self.grid:
-            written.append(save_grid(self, out / "grid.png"))
-        return written
+        from mrsisr.outputs import atomic_dir, prepare_out
+
+        out = prepare_out(out, marker=BENCH_MARKER, command="mrsisr bench")
+        names = ["results.json", "results.csv"] + (["grid.png"] if self.grid else [])
+        with atomic_dir(out) as tmp:
+            (tmp / "results.json").write_text(
+                json.dumps(self.to_dict(), indent=2, default=_json_default) + "\n"
+            )
+            write_csv_rows(tmp / "results.csv", [asdict(r) for r in self.rows])
+            if self.grid:
+                save_grid(self, tmp / "grid.png")
+        return [out / n for n in names]
+
+
+BENCH_MARKER = "results.json"
+"""The file that marks a folder as a `mrsisr bench` output (it may then be replaced)."""
 
 
 def _json_default(obj: Any) -> Any:

@@ -48,6 +48,7 @@ import copy
 import inspect
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -136,6 +137,12 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise RecipeError(f"{path}: recipe file not found") from None
     except tomllib.TOMLDecodeError as exc:
         raise RecipeError(f"{path}: not valid TOML ({exc})") from None
+    except UnicodeDecodeError:
+        raise RecipeError(f"{path}: not UTF-8 text; save the recipe as UTF-8") from None
+    except IsADirectoryError:
+        raise RecipeError(f"{path}: is a folder, not a recipe file") from None
+    except OSError as exc:
+        raise RecipeError(f"{path}: cannot read the recipe ({exc.strerror or exc})") from None
 
 
 def _registries(recipe: Recipe | None = None) -> Mapping[str, Registry]:
@@ -240,9 +247,12 @@ class Recipe:
             return target(**kwargs)
         except MrsisrError as exc:
             raise RecipeError(f"{self.where}: [{path}] {exc}") from None
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, RuntimeError, ArithmeticError, AssertionError) as exc:
+            # constructors reject bad values in many ways (num_heads = 0 divides by zero,
+            # model_channels = -8 makes torch raise RuntimeError): one line for all of them
+            detail = " ".join(str(exc).split())[:200] or type(exc).__name__
             raise RecipeError(
-                f"{self.where}: [{path}] type '{table['type']}' rejected its arguments: {exc}"
+                f"{self.where}: [{path}] type '{table['type']}' rejected its arguments: {detail}"
             ) from None
 
 
@@ -349,6 +359,14 @@ def _resolve(data: dict[str, Any], path: Path, size: str, seen: tuple[Path, ...]
             if not isinstance(table, dict):
                 raise RecipeError(f"{path}: [sizes.{variant}] key '{name}' must be a table")
     tables = _merge_tables(tables, sizes.get(size, {}), where=f"{path} [sizes.{size}]")
+    if "name" in meta and not (
+        isinstance(meta["name"], str)
+        and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", meta["name"])
+        and ".." not in meta["name"]
+    ):
+        raise RecipeError(
+            f"{path}: [recipe] name {meta['name']!r} is not a plain name (letters, digits, _ - .)"
+        )
     name = str(meta.get("name") or path.stem)
     return Recipe(name, size, path, dict(meta), tables, tuple(sorted(known_sizes)))
 

@@ -35,7 +35,18 @@ def _populate_recipes(reg: Registry) -> None:
     register_zoo(reg)
 
 
-RECIPES: Registry = Registry("recipes", populate=_populate_recipes)
+def _check_recipe_target(target: object) -> str | None:
+    import os
+    from pathlib import Path
+
+    if not isinstance(target, (str, os.PathLike)):
+        return f"a recipe entry point must give a path to a TOML file, not {type(target).__name__}"
+    if not Path(target).is_file():
+        return f"recipe file {target} not found"
+    return None
+
+
+RECIPES: Registry = Registry("recipes", populate=_populate_recipes, check=_check_recipe_target)
 
 STUDIES: Registry = Registry("studies", locations=["mrsisr.studies"])
 

@@ -119,6 +119,9 @@ class Registry(Generic[T]):
         group: Entry-point group to read plugins from; `None` gives `mrsisr.<role>`.
         entry_points: Function returning the entry points of a group. Tests pass a fake one; the
             default reads installed distributions with `importlib.metadata`.
+        check: Optional check of a plugin's loaded target: returns a problem (one line) or
+            `None`. A plugin that fails it is skipped with a warning, like one that fails to
+            import (the recipe registry requires a path to an existing TOML file).
     """
 
     def __init__(
@@ -129,8 +132,10 @@ class Registry(Generic[T]):
         populate: Callable[[Registry[T]], None] | None = None,
         group: str | None = None,
         entry_points: Callable[[str], Iterable[importlib.metadata.EntryPoint]] | None = None,
+        check: Callable[[Any], str | None] | None = None,
     ) -> None:
         self.role = role
+        self._check = check
         self.group = group or f"{ENTRY_POINT_PREFIX}{role}"
         self._locations = tuple(locations)
         self._populate = populate
@@ -334,12 +339,21 @@ class Registry(Generic[T]):
                 continue
             try:
                 target = ep.load()
-            except Exception as exc:  # any import-time failure of third-party code
+            except (Exception, SystemExit) as exc:  # any import-time failure of third-party code
                 self._report(
                     ep,
                     dist,
                     f"plugin '{ep.name}' from {dist} failed to import ({type(exc).__name__}: "
                     f"{_one_line(exc)}); it was skipped. Reinstall or fix {dist}.",
+                )
+                continue
+            problem = self._check(target) if self._check is not None else None
+            if problem:
+                self._report(
+                    ep,
+                    dist,
+                    f"plugin '{ep.name}' from {dist} ({ep.value}): {problem}; it was skipped. "
+                    f"Fix {dist}.",
                 )
                 continue
             self.register(ep.name, target, plugin=dist)

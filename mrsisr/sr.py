@@ -17,9 +17,8 @@ Examples:
 from __future__ import annotations
 
 import json
+import math
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +29,7 @@ import torch
 
 from mrsisr.errors import DataError, MrsisrError, RecipeError
 
-__all__ = ["SRResult", "sampling_overrides", "super_resolve", "write_sr"]
+__all__ = ["SRResult", "check_scale", "sampling_overrides", "super_resolve", "write_sr"]
 
 
 def sampling_overrides(
@@ -153,6 +152,7 @@ def super_resolve(
     from mrsisr.data import MRSIDataset, collate, load_subject
     from mrsisr.data.degrade import _check_size
 
+    check_scale(scale)
     sub = subject if not isinstance(subject, (str, os.PathLike)) else load_subject(subject)
     if samples < 1:
         raise MrsisrError(f"--samples must be at least 1, got {samples}")
@@ -210,8 +210,40 @@ def super_resolve(
     )
 
 
+def check_scale(scale: float) -> float:
+    """Check an upscaling factor before any work: finite, positive, `64 / scale` a whole size.
+
+    Args:
+        scale: The factor (`--scale`).
+
+    Returns:
+        The factor as a float.
+
+    Raises:
+        DataError: With one line saying which values work.
+    """
+    try:
+        value = float(scale)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not math.isfinite(value) or value < 1:
+        raise DataError(
+            f"--scale {scale}: must be a finite factor of at least 1, such as 2, 4 or 8"
+        )
+    lr_size = 64 / value
+    if abs(lr_size - round(lr_size)) > 1e-9:
+        raise DataError(
+            f"--scale {scale}: 64 / scale must be a whole matrix size such as 8, 16, 32"
+        )
+    return value
+
+
 def write_sr(
-    result: SRResult, out: str | os.PathLike[str], *, overwrite: bool = False
+    result: SRResult,
+    out: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
+    inputs: Sequence[str | os.PathLike[str]] = (),
 ) -> list[Path]:
     """Write a super-resolution result as NIfTI volumes with the input's affine.
 
@@ -220,25 +252,29 @@ def write_sr(
     saw) and `sr.json` (provenance). Everything is written into a temporary folder next to `out`
     and renamed into place, so a failure leaves nothing half-written.
 
+    `overwrite` replaces only an earlier output of `mrsisr sr` (a folder holding `sr.json`), and
+    never the current folder, an input or a folder above them (see
+    [`prepare_out`][mrsisr.outputs.prepare_out]).
+
     Args:
         result: The output of [`super_resolve`][mrsisr.sr.super_resolve].
-        out: Output folder; it must not exist unless `overwrite`.
-        overwrite: Replace an existing output folder.
+        out: Output folder; it must not exist (or be empty) unless `overwrite`.
+        overwrite: Replace an earlier `mrsisr sr` output folder.
+        inputs: The subject folder(s) read; they are never replaced.
 
     Returns:
         The written files.
 
     Raises:
-        MrsisrError: If `out` exists and `overwrite` is false.
+        MrsisrError: If `out` may not be written.
     """
     from mrsisr.data.nifti import write_nifti
+    from mrsisr.outputs import atomic_dir, prepare_out
 
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise MrsisrError(f"--out {out}: already exists; choose a new folder or pass --overwrite")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    out = prepare_out(
+        out, marker="sr.json", overwrite=overwrite, inputs=inputs, command="mrsisr sr"
+    )
+    with atomic_dir(out) as tmp:
         names = []
         for met in result.mean:
             volumes = {"": result.mean[met], "_lr": result.lr[met]}
@@ -251,10 +287,4 @@ def write_sr(
         info = dict(result.info, subject=result.subject, samples=result.samples, scale=result.scale)
         (tmp / "sr.json").write_text(json.dumps(info, indent=2) + "\n")
         names.append("sr.json")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return [out / n for n in names]

@@ -81,6 +81,10 @@ class StudyConfig:
     progress: bool = True
 
 
+STUDY_MARKER = ".mrsisr-study"
+"""The file that marks a folder as holding `mrsisr study` results."""
+
+
 @dataclass
 class StudyResult:
     """A study's table and figure data.
@@ -104,13 +108,20 @@ class StudyResult:
         """Write `<name>.json`, `<name>.csv` and `<name>.png` into `out`.
 
         Args:
-            out: Output folder (created if needed).
+            out: Output folder (created if needed). It must be new, empty, or hold earlier study
+                results (its `.mrsisr-study` marker); only this study's files are replaced.
 
         Returns:
             The written files.
+
+        Raises:
+            MrsisrError: If `out` is not a folder a study may write into.
         """
-        out = Path(out)
+        from mrsisr.outputs import prepare_out
+
+        out = prepare_out(out, marker=STUDY_MARKER, command="mrsisr study")
         out.mkdir(parents=True, exist_ok=True)
+        (out / STUDY_MARKER).write_text("results of mrsisr study; this folder may be rewritten\n")
         written = []
         path = out / f"{self.name}.json"
         data = {

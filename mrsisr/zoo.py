@@ -18,8 +18,10 @@ Examples:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,104 @@ from typing import Any
 import torch
 
 from mrsisr.errors import CheckpointError
+from mrsisr.outputs import check_writable
 from mrsisr.recipes import load_recipe, zoo_dir
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def check_name(value: Any, what: str) -> str:
+    """Refuse a recipe, size or file name that is not a plain identifier.
+
+    Names become file names under `zoo/weights`; `../x`, `a/b` or an empty name would reach
+    outside it.
+
+    Args:
+        value: The name.
+        what: How messages name the field (e.g. `card recipe`).
+
+    Returns:
+        The name.
+
+    Raises:
+        CheckpointError: If it is not letters, digits, `_`, `-` and `.` (not starting with `.`).
+    """
+    if not isinstance(value, str) or not _NAME.fullmatch(value) or ".." in value:
+        raise CheckpointError(
+            f"{what} {value!r}: not a plain name (letters, digits, _ - .); rename it"
+        )
+    return value
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """SHA-256 of a file, hex.
+
+    Args:
+        path: The file.
+
+    Returns:
+        64 hex digits.
+    """
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_card(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """Read and check a weights card (`<weights>.json` or a run's `card.json`).
+
+    Args:
+        path: The card file.
+
+    Returns:
+        The card, or `None` if the file does not exist.
+
+    Raises:
+        CheckpointError: If it is not a JSON object with sane values (one line naming the field).
+    """
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        card = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: unreadable weights card ({exc}); restore it") from None
+    if not isinstance(card, dict):
+        raise CheckpointError(f"{path}: a weights card must be a JSON object; restore it")
+    resolved = card.get("resolved_recipe", {})
+    if not isinstance(resolved, dict) or not isinstance(resolved.get("pipeline", {}), dict):
+        raise CheckpointError(f"{path}: field 'resolved_recipe' must be a table of tables")
+    t_start = resolved.get("pipeline", {}).get("t_start")
+    if t_start is not None and (not isinstance(t_start, int) or isinstance(t_start, bool)):
+        raise CheckpointError(
+            f"{path}: field 'resolved_recipe.pipeline.t_start' must be an integer, got {t_start!r}"
+        )
+    digest = card.get("sha256")
+    if digest is not None and not (
+        isinstance(digest, str) and re.fullmatch("[0-9a-f]{64}", digest)
+    ):
+        raise CheckpointError(f"{path}: field 'sha256' must be 64 hex digits")
+    return card
+
+
+def verify_weights(file: str | os.PathLike[str], card: Mapping[str, Any] | None) -> None:
+    """Check a weights file against the SHA-256 its card records (if it records one).
+
+    Args:
+        file: The `.safetensors` file.
+        card: Its card.
+
+    Raises:
+        CheckpointError: If the file's hash differs (corrupted or replaced).
+    """
+    digest = (card or {}).get("sha256")
+    if digest and file_sha256(file) != digest:
+        raise CheckpointError(
+            f"{file}: contents do not match the SHA-256 in its card (corrupted or replaced); "
+            "restore the file, e.g. with git checkout"
+        )
 
 
 def weights_dir() -> Path:
@@ -57,6 +156,8 @@ def weights_path(name: str, size: str) -> Path:
 
     if name in RECIPES:
         name = str(_read_toml(RECIPES.get(name)).get("recipe", {}).get("weights_from", name))
+    check_name(name, "recipe name")
+    check_name(size, "size")
     return weights_dir() / f"{name}-{size}.safetensors"
 
 
@@ -70,8 +171,7 @@ def weight_card(name: str, size: str) -> dict[str, Any] | None:
     Returns:
         The card (recipe, data, steps, wall time, device, validation losses).
     """
-    card = weights_path(name, size).with_suffix(".json")
-    return json.loads(card.read_text()) if card.is_file() else None
+    return read_card(weights_path(name, size).with_suffix(".json"))
 
 
 def load_pipeline_weights(
@@ -100,6 +200,7 @@ def load_pipeline_weights(
     file = path / WEIGHTS_FILE if path.is_dir() else path
     if not file.is_file():
         raise CheckpointError(f"{file}: weights not found")
+    verify_weights(file, _card_of(path))
     try:
         with safe_open(str(file), framework="pt") as fh:
             present = {k.split(".", 1)[0] for k in fh.keys()}
@@ -158,11 +259,7 @@ def load(
 
 
 def _card_of(source: Path) -> dict[str, Any] | None:
-    card = source / "card.json" if source.is_dir() else source.with_suffix(".json")
-    try:
-        return json.loads(card.read_text()) if card.is_file() else None
-    except (OSError, ValueError):
-        return None
+    return read_card(source / "card.json" if source.is_dir() else source.with_suffix(".json"))
 
 
 def _check_trained_t_start(recipe: Any, source: Path) -> None:
@@ -212,10 +309,14 @@ def export_run(
         raise CheckpointError(
             f"{run}: not a finished run (needs card.json and weights.safetensors)"
         )
-    card = json.loads(card_file.read_text())
+    card = read_card(card_file) or {}
+    if name is None:
+        name = f"{check_name(card.get('recipe'), 'card recipe')}-{check_name(card.get('size'), 'card size')}"
+    check_name(name, "--name")
     dest = Path(dest) if dest is not None else weights_dir()
+    check_writable(dest, "--dest")
     dest.mkdir(parents=True, exist_ok=True)
-    out = dest / f"{name or card['recipe'] + '-' + card['size']}.safetensors"
+    out = dest / f"{name}.safetensors"
     tensors = {
         k: (v.to(dtype) if v.is_floating_point() else v)
         for k, v in load_file(str(weights_file)).items()
@@ -227,7 +328,12 @@ def export_run(
     tmp = out.with_name(f".{out.name}.tmp")
     save_file(tensors, str(tmp))
     os.replace(tmp, out)
-    card = dict(card, exported_dtype=str(dtype).replace("torch.", ""), source_run=run.name)
+    card = dict(
+        card,
+        exported_dtype=str(dtype).replace("torch.", ""),
+        source_run=run.name,
+        sha256=file_sha256(out),
+    )
     if parts is not None:
         card["exported_parts"] = sorted(parts)
     out.with_suffix(".json.tmp").write_text(json.dumps(card, indent=2))

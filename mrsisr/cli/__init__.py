@@ -35,6 +35,12 @@ class _Group(TyperGroup):
         except MrsisrError as exc:
             print_error(exc)
             raise typer.Exit(2) from None
+        except OSError as exc:  # a full disk, a permission denied, a vanished file
+            where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+            print_error(
+                f"{where}{exc.strerror or exc}; nothing was half-written, fix it and run again"
+            )
+            raise typer.Exit(2) from None
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001

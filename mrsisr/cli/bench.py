@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mrsisr.bench import DEFAULT_LIMIT
-from mrsisr.cli.zoo import SetOption, SizeOption, parse_overrides
+from mrsisr.cli.zoo import SetOption, SizeOption, parse_overrides, resolve_device
 from mrsisr.errors import MrsisrError
 
 console = Console()
@@ -88,7 +88,9 @@ def bench_cmd(
     ] = DEFAULT_LIMIT,
     size: SizeOption = "small",
     seed: Annotated[int, typer.Option(help="Seed of the map choice and the sampling noise.")] = 0,
-    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    device: Annotated[
+        str, typer.Option(help="auto (CUDA when present), cpu, cuda or cuda:N.")
+    ] = "cpu",
     out: Annotated[
         str, typer.Option("--out", "-o", help="Folder for results.json, results.csv, grid.png.")
     ] = "bench-results",
@@ -122,13 +124,14 @@ def bench_cmd(
     p-values against the first model) and writes results.json, results.csv and a figure.
     Under `torchrun --nproc_per_node=N` the maps are sharded over the processes.
     """
-    from mrsisr.bench import run_bench
+    from mrsisr.bench import BENCH_MARKER, run_bench
+    from mrsisr.outputs import prepare_out
 
     names = parse_list(models, "--models")
     scale_list = parse_list(scales, "--scales", int)
     weight_map = parse_pairs(weights, "--weights")
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise MrsisrError(f"--out {out}: exists and is not a folder; choose another path")
+    device = resolve_device(device)
+    prepare_out(out, marker=BENCH_MARKER, command="mrsisr bench")  # before any work
     dist = _init_distributed(device)
     result = run_bench(
         names,
@@ -218,7 +221,9 @@ def study_cmd(
         str, typer.Option(help="Comma-separated step counts (truncation study).")
     ] = "100,50,20",
     seed: Annotated[int, typer.Option(help="Seed of the map choice and the sampling noise.")] = 0,
-    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    device: Annotated[
+        str, typer.Option(help="auto (CUDA when present), cpu, cuda or cuda:N.")
+    ] = "cpu",
     out: Annotated[
         str, typer.Option("--out", "-o", help="Folder for NAME.json, NAME.csv and NAME.png.")
     ] = "study-results",
@@ -240,17 +245,13 @@ def study_cmd(
     sharpness: the tau_d sweep with PSNR, SSIM and LPIPS (Fig. 7); ablation: flow only,
     diffusion only, both (Table 2) and FTDDM's flow without mask, MRIs or guide loss (Table 3).
     """
+    from mrsisr.outputs import prepare_out
     from mrsisr.registries import STUDIES
-    from mrsisr.studies import StudyConfig
+    from mrsisr.studies import STUDY_MARKER, StudyConfig
 
     study = STUDIES.get(name)
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise MrsisrError(f"--out {out}: exists and is not a folder; choose another path")
-    if device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise MrsisrError("--device cuda: no CUDA device is available here; use --device cpu")
+    device = resolve_device(device)
+    prepare_out(out, marker=STUDY_MARKER, command="mrsisr study")  # before any work
     cfg = StudyConfig(
         size=size,
         data=data,

@@ -35,7 +35,12 @@ def phantom(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from mrsisr.data.phantom import make_phantom_cohort, save_preview, subject_id
+    from mrsisr.outputs import atomic_dir, check_writable, prepare_out
 
+    # an earlier phantom cohort (phantom.json) may be replaced; any other folder is refused
+    out = prepare_out(out, marker="phantom.json", command="mrsisr data phantom")
+    if preview is not None:
+        check_writable(Path(preview).absolute().parent, "--preview")
     console = Console(stderr=True)
     with Progress(
         TextColumn("{task.description}"),
@@ -46,9 +51,13 @@ def phantom(
         transient=True,
     ) as bar:
         task = bar.add_task("phantom", total=subjects)
-        make_phantom_cohort(
-            out, subjects=subjects, seed=seed, progress=lambda i, n: bar.update(task, completed=i)
-        )
+        with atomic_dir(out) as tmp:
+            make_phantom_cohort(
+                tmp,
+                subjects=subjects,
+                seed=seed,
+                progress=lambda i, n: bar.update(task, completed=i),
+            )
     typer.echo(f"wrote {subjects} phantom subjects (seed {seed}) to {out}")
     if preview is not None:
         save_preview(out / subject_id(0), preview)
@@ -60,9 +69,12 @@ def check(
     directory: Annotated[Path, typer.Argument(help="Dataset folder (one folder per subject).")],
 ) -> None:
     """Validate a dataset folder; print one line per problem (exit 2) or a summary."""
-    from mrsisr.data.nifti import check_dataset, load_subject, subject_dirs
+    from mrsisr.data.nifti import check_dataset, load_subject, subject_dirs, subject_notes
 
     problems = check_dataset(directory)
+    for d in subject_dirs(directory):
+        for line in subject_notes(d):
+            typer.echo(f"note: {line}", err=True)
     if problems:
         for line in problems:
             typer.echo(f"problem: {line}", err=True)

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from mrsisr.cli.zoo import SizeOption
+from mrsisr.cli.zoo import SizeOption, resolve_device
 from mrsisr.errors import MrsisrError
 
 console = Console(stderr=True)
@@ -24,7 +24,14 @@ def sr_cmd(
     scale: Annotated[
         float, typer.Option(help="Upscaling factor: the maps' acquired matrix is 64 / scale.")
     ],
-    out: Annotated[str, typer.Option("--out", "-o", help="Output folder (must not exist).")],
+    out: Annotated[
+        str,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Output folder: new or empty; with --overwrite also an earlier `mrsisr sr` output.",
+        ),
+    ],
     samples: Annotated[
         int, typer.Option(min=1, help="Samples per slice; more than 1 adds <met>_std maps.")
     ] = 1,
@@ -43,10 +50,17 @@ def sr_cmd(
         str | None, typer.Option(help="Weights file or run folder instead of the shipped ones.")
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the sampling noise.")] = 0,
-    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    device: Annotated[
+        str, typer.Option(help="auto (CUDA when present), cpu, cuda or cuda:N.")
+    ] = "cpu",
     batch: Annotated[int, typer.Option(min=1, help="Maps per sampling call.")] = 32,
     overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace an existing output folder.")
+        bool,
+        typer.Option(
+            "--overwrite",
+            help="Replace an earlier output of `mrsisr sr` (a folder with sr.json); never the "
+            "input, the current folder or a folder above them.",
+        ),
     ] = False,
 ) -> None:
     """Super-resolve every slice and metabolite of one subject; write NIfTI with the input's affine.
@@ -59,16 +73,20 @@ def sr_cmd(
 
     from mrsisr.cli.bench import parse_list
     from mrsisr.data import check_subject_dir, load_subject
-    from mrsisr.sr import sampling_overrides, super_resolve, write_sr
+    from mrsisr.outputs import prepare_out
+    from mrsisr.sr import check_scale, sampling_overrides, super_resolve, write_sr
     from mrsisr.zoo import load
 
-    if Path(out).exists() and not overwrite:
-        raise MrsisrError(f"--out {out}: already exists; choose a new folder or pass --overwrite")
-    if device.startswith("cuda"):
-        import torch
+    check_scale(scale)
+    device = resolve_device(device)
+    # before any work: may this folder be written (never the input, the current folder, ...)?
+    prepare_out(out, marker="sr.json", overwrite=overwrite, inputs=[input], command="mrsisr sr")
+    if not Path(input).is_dir():
+        raise MrsisrError(f"--input {input}: subject folder not found")
+    from mrsisr.data.nifti import subject_notes
 
-        if not torch.cuda.is_available():
-            raise MrsisrError("--device cuda: no CUDA device is available here; use --device cpu")
+    for line in subject_notes(input):
+        print(f"note: {' '.join(line.split())}", file=sys.stderr)
     problems = check_subject_dir(input)
     if problems:
         for line in problems:
@@ -98,7 +116,7 @@ def sr_cmd(
             progress=tick,
         )
     result.info.update(model=name, size=size, weights=weights or "shipped", overrides=overrides)
-    written = write_sr(result, out, overwrite=overwrite)
+    written = write_sr(result, out, overwrite=overwrite, inputs=[input])
     console.print(
         f"{result.subject}: {result.info['maps']} maps at ×{scale:g}, {samples} sample(s) each, "
         f"NFE {result.info['nfe']}; wrote {len(written)} files to {out}"

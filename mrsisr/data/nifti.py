@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -103,23 +104,73 @@ def _is_nifti(p: Path) -> bool:
     return p.is_file() and p.name.lower().endswith((".nii", ".nii.gz"))
 
 
+def _role_of(p: Path) -> str | None:
+    s = _stem(p).lower()
+    role = ALIASES.get(s)
+    if role is None:
+        role = {
+            **{n: "mask" for n in _MASK_NAMES},
+            **{n: "t1" for n in _T1_NAMES},
+            **{n: "flair" for n in _FLAIR_NAMES},
+        }.get(s)
+    return role
+
+
+def _nifti_named(p: Path) -> bool:
+    return p.name.lower().endswith((".nii", ".nii.gz"))
+
+
 def _find_files(d: Path) -> tuple[dict[str, Path], dict[str, list[Path]]]:
     """Map role -> file ('mask', 't1', 'flair', metabolite names) and role -> duplicates."""
     found: dict[str, list[Path]] = {}
     for p in sorted(d.iterdir()):
         if not _is_nifti(p):
             continue
-        s = _stem(p).lower()
-        role = ALIASES.get(s)
-        if role is None:
-            role = {
-                **{n: "mask" for n in _MASK_NAMES},
-                **{n: "t1" for n in _T1_NAMES},
-                **{n: "flair" for n in _FLAIR_NAMES},
-            }.get(s)
+        role = _role_of(p)
         if role is not None:
             found.setdefault(role, []).append(p)
     return {r: ps[0] for r, ps in found.items()}, {r: ps for r, ps in found.items() if len(ps) > 1}
+
+
+def _broken_entries(d: Path) -> list[str]:
+    """Problems for entries named like a map that are not readable files (a folder, a dangling
+    symbolic link): skipping them silently would drop a map."""
+    out = []
+    for p in sorted(d.iterdir()):
+        if _nifti_named(p) and not p.is_file():
+            what = (
+                "a folder"
+                if p.is_dir()
+                else "a broken symbolic link"
+                if p.is_symlink()
+                else "not a file"
+            )
+            out.append(
+                f"{_fmt(p)}: is {what}, not a NIfTI file; replace it with the volume or remove it"
+            )
+    return out
+
+
+def subject_notes(path: str | Path) -> list[str]:
+    """Files of a subject folder that mrsisr will not use, one line each (not errors).
+
+    A NIfTI file whose name is no metabolite, mask, T1 or FLAIR (e.g. `Lac.nii.gz`) is listed
+    here so it is never skipped silently.
+
+    Args:
+        path: A subject folder.
+
+    Returns:
+        One line per unused file.
+    """
+    d = Path(path)
+    if not d.is_dir():
+        return []
+    return [
+        f"{_fmt(p)}: not used (not one of {', '.join(METABOLITES)}, mask, T1, FLAIR)"
+        for p in sorted(d.iterdir())
+        if _is_nifti(p) and _role_of(p) is None
+    ]
 
 
 def is_subject_dir(path: str | Path) -> bool:
@@ -222,14 +273,27 @@ def _load_nifti(p: Path, problems: list[str]):
     import nibabel as nib
 
     try:
-        img = nib.load(str(p))
-        data = np.asarray(img.dataobj, dtype=np.float32)
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # nibabel warns about odd headers; we check below
+            img = nib.load(str(p))
+            data = np.asarray(img.dataobj, dtype=np.float32)
+            affine = np.asarray(img.affine, dtype=np.float64)
     except Exception as e:  # nibabel raises many types for bad files
         problems.append(
             f"{_fmt(p)}: cannot be read as NIfTI ({type(e).__name__}: {e}); re-export it"
         )
         return None, None
-    return data, np.asarray(img.affine, dtype=np.float64)
+    if not np.isfinite(affine).all():
+        problems.append(
+            f"{_fmt(p)}: the header's affine has NaN or infinite entries; fix the header"
+        )
+        return None, None
+    if abs(float(np.linalg.det(affine[:3, :3]))) < 1e-12:
+        problems.append(
+            f"{_fmt(p)}: the header's affine is singular (zero voxel size); fix the header"
+        )
+        return None, None
+    return data, affine
 
 
 def _check_values(p: Path, data: np.ndarray, problems: list[str], what: str) -> bool:
@@ -287,7 +351,7 @@ def _read_mask(
 
 
 def _read_nifti_subject(d: Path, want_data: bool) -> tuple[Subject | None, list[str]]:
-    problems: list[str] = []
+    problems: list[str] = _broken_entries(d)
     files, dups = _find_files(d)
     for role, ps in dups.items():
         problems.append(
@@ -537,6 +601,8 @@ def check_dataset(path: str | Path) -> list[str]:
     if not d.is_dir():
         return [f"{_fmt(d)}: not a folder; pass the dataset folder (one sub-folder per subject)"]
     dirs = subject_dirs(d)
+    if not dirs and any(_nifti_named(p) for p in d.iterdir()):
+        dirs = [d]  # a subject folder without maps: say so, not "no subject folders"
     if not dirs:
         return [f"{_fmt(d)}: no subject folders found; put each subject's maps in its own folder"]
     problems: list[str] = []

@@ -49,6 +49,44 @@ from mrsisr.types import Batch
 
 WEIGHTS_FILE = "weights.safetensors"
 CARD_FILE = "card.json"
+RUN_FILE = "run.json"
+LOCK_FILE = ".lock"
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+class _RunLock:
+    """An exclusive lock on a run folder, held for the whole training (released at exit)."""
+
+    def __init__(self, path: Path) -> None:
+        import fcntl
+
+        self._fh = open(path, "a+")  # noqa: SIM115
+        try:
+            fcntl.flock(self._fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._fh.close()
+            raise MrsisrError(
+                f"--out {path.parent}: another training is running in this folder; wait for it "
+                "to end or choose another --out"
+            ) from None
+
+    def release(self) -> None:
+        """Drop the lock."""
+        if not self._fh.closed:
+            import fcntl
+
+            fcntl.flock(self._fh, fcntl.LOCK_UN)
+            self._fh.close()
+
+    def __enter__(self) -> _RunLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
 @dataclass
@@ -356,18 +394,84 @@ class Trainer:
             MrsisrError: If the run folder already holds a run and `resume` is false, or a loss
                 becomes non-finite.
         """
-        if self.info.main:
-            if not resume and (self.out / "stages").exists():
-                raise MrsisrError(
-                    f"{self.out}: already holds a run; pass --resume to continue it or choose another --out"
-                )
-            self.out.mkdir(parents=True, exist_ok=True)
-        results = [self._run_stage(i, stage, resume) for i, stage in enumerate(self.stages)]
-        if self.info.main:
-            self._export(results)
+        lock = self._claim_run_folder(resume) if self.info.main else nullcontext()
+        with lock:
+            results = [self._run_stage(i, stage, resume) for i, stage in enumerate(self.stages)]
+            if self.info.main:
+                self._export(results)
         if self.info.world > 1:
             dist.barrier()
         return results
+
+    def identity(self) -> dict[str, Any]:
+        """What a run folder belongs to: recipe, size, resolved tables, data and the settings a
+        resumed run must keep (seed, batch, learning rate and its schedule, reused parts).
+
+        Returns:
+            A JSON-able dict, written to `RUN/run.json`.
+        """
+        cfg = self.config
+        return {
+            "recipe": self.recipe.name,
+            "size": self.recipe.size,
+            "tables": json.loads(json.dumps(self.recipe.tables, default=list)),
+            "data": self.data_note,
+            "seed": cfg.seed,
+            "batch_size": cfg.batch_size,
+            "lr": cfg.lr,
+            "lr_schedule": cfg.lr_schedule or "constant",
+            "warmup_steps": cfg.warmup_steps or 0,
+            "world_size": self.info.world,
+            "reuse": {k: str(v) for k, v in sorted(self.reuse.items())},
+        }
+
+    def _claim_run_folder(self, resume: bool):
+        """Check the run folder may be used, lock it, and record (or check) what it belongs to."""
+        from mrsisr.outputs import check_writable
+
+        out = self.out
+        if out.exists() and not out.is_dir():
+            raise MrsisrError(f"--out {out}: is a file, not a folder; choose a folder path")
+        is_run = (out / RUN_FILE).is_file() or (out / "stages").is_dir()
+        if not resume and is_run:
+            raise MrsisrError(
+                f"{out}: already holds a run; pass --resume to continue it or choose another --out"
+            )
+        if not is_run and out.is_dir() and any(p.name != LOCK_FILE for p in out.iterdir()):
+            raise MrsisrError(
+                f"--out {out}: exists and is not a run folder (no {RUN_FILE}); choose a new or "
+                "empty folder"
+            )
+        check_writable(out)
+        out.mkdir(parents=True, exist_ok=True)
+        lock = _RunLock(out / LOCK_FILE)
+        mine = self.identity()
+        try:
+            recorded = (
+                json.loads((out / RUN_FILE).read_text()) if (out / RUN_FILE).is_file() else None
+            )
+        except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
+            lock.release()
+            raise MrsisrError(
+                f"{out / RUN_FILE}: unreadable ({exc}); choose another --out"
+            ) from None
+        if recorded is not None:
+            if not isinstance(recorded, dict):
+                lock.release()
+                raise MrsisrError(f"{out / RUN_FILE}: not a run record; choose another --out")
+            for key, value in mine.items():
+                if key in recorded and recorded[key] != value:
+                    lock.release()
+                    raise MrsisrError(
+                        f"--resume {out}: the run was made with {key} = "
+                        f"{_short(recorded[key])}, not {_short(value)}; resume with the same "
+                        "settings or choose another --out"
+                    )
+        else:
+            tmp = out / f".{RUN_FILE}.tmp"
+            tmp.write_text(json.dumps(mine, indent=2))
+            os.replace(tmp, out / RUN_FILE)
+        return lock
 
     # ------------------------------------------------------------------ stages
     def _stage_dir(self, stage: Stage) -> Path:
@@ -422,7 +526,7 @@ class Trainer:
                 optimizers=optimizers,
                 restore_rng=False,
             )
-            start = ck.step
+            start = _checked_step(ck, optimizers["main"], cfg.steps)
             best = ck.state.get("best_val_loss") or math.inf
             history = list(ck.state.get("recent_losses", []))
             wall = float(ck.state.get("wall_time_s", 0.0))
@@ -664,6 +768,28 @@ class Trainer:
         tmp = self.out / f".{CARD_FILE}.tmp"
         tmp.write_text(json.dumps(card, indent=2))
         os.replace(tmp, self.out / CARD_FILE)
+
+
+def _checked_step(ck: Any, optimizer: torch.optim.Optimizer, planned: int) -> int:
+    """The step a checkpoint was written at, checked against its optimizer's own count."""
+    where = ck.path / "state.json"
+    step = ck.state.get("step")
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise CheckpointError(f"{where}: 'step' must be a non-negative integer, got {step!r}")
+    counts = {
+        int(float(v["step"])) for v in optimizer.state.values() if "step" in v
+    }  # Adam counts its own updates: they must agree with the recorded step
+    if counts and counts != {step}:
+        raise CheckpointError(
+            f"{where}: 'step' is {step} but the optimizer state has taken {sorted(counts)[0]} "
+            "steps; the checkpoint was altered, use an earlier one"
+        )
+    if step > planned:
+        raise MrsisrError(
+            f"{ck.path}: checkpoint is at step {step}, past --steps {planned}; pass --steps {step} "
+            "or more"
+        )
+    return step
 
 
 def describe_device(device: torch.device) -> str:
