@@ -75,6 +75,9 @@ class FlowEnhancerPipeline(nn.Module):
         dc_weight: Weight of the k-space data-consistency loss (10).
         alpha: Weight of MS-SSIM in the guide loss (0.84).
         guide_size: Side for the bicubic upsampling before MS-SSIM (192).
+        consistency: Optional data-consistency projection (a `[consistency]` table, e.g.
+            `type = "kspace"`); `None` or `none` leaves the method as published. See
+            [`mrsisr.consistency`][mrsisr.consistency].
     """
 
     nfe: int = 1
@@ -88,6 +91,7 @@ class FlowEnhancerPipeline(nn.Module):
         dc_weight: float = 10.0,
         alpha: float = 0.84,
         guide_size: int | None = 192,
+        consistency: nn.Module | None = None,
     ) -> None:
         super().__init__()
         if getattr(flow, "cond_channels", 4) != 4:
@@ -102,6 +106,7 @@ class FlowEnhancerPipeline(nn.Module):
         self.dc_weight = float(dc_weight)
         self.alpha = float(alpha)
         self.guide_size = guide_size
+        self.consistency = consistency
 
     def cond_image(
         self, cond: Condition, metabolite: Tensor | Sequence[str] | None = None
@@ -141,8 +146,10 @@ class FlowEnhancerPipeline(nn.Module):
             `x0` samples `(B, 1, H, W)`, masked and clamped to [0, 1].
         """
         t = self.tau if tau is None else float(tau)
+        from mrsisr.consistency import finish
+
         x = self.flow.sample(self.cond_image(cond, metabolite), tau=t, generator=generator)
-        return x.clamp(0.0, 1.0) * cond.mask
+        return finish(x, cond, self.consistency)
 
     def forward(self, cond: Condition, generator: torch.Generator | None = None) -> Tensor:
         """Same as [`sample`][mrsisr.flow_enhancer.FlowEnhancerPipeline.sample].

@@ -46,6 +46,9 @@ class OneStepPipeline(nn.Module):
         zero_prob: Probability that a training batch uses `lambda_adv = 0` (0.1 as the authors).
         critic_steps: Critic updates per network update (5).
         gp_weight: Gradient-penalty weight of the critic loss (10).
+        consistency: Optional data-consistency projection (a `[consistency]` table, e.g.
+            `type = "kspace"`); `None` or `none` leaves the method as published. See
+            [`mrsisr.consistency`][mrsisr.consistency].
     """
 
     nfe: int = 1
@@ -59,6 +62,7 @@ class OneStepPipeline(nn.Module):
         zero_prob: float = 0.1,
         critic_steps: int = CRITIC_STEPS,
         gp_weight: float = GP_WEIGHT,
+        consistency: nn.Module | None = None,
     ) -> None:
         super().__init__()
         low, high = (float(v) for v in lambda_adv_range)
@@ -73,6 +77,7 @@ class OneStepPipeline(nn.Module):
         self.zero_prob = float(zero_prob)
         self.critic_steps = int(critic_steps)
         self.gp_weight = float(gp_weight)
+        self.consistency = consistency
 
     @torch.no_grad()
     def sample(
@@ -95,8 +100,10 @@ class OneStepPipeline(nn.Module):
             `x0` estimates `(B, 1, H, W)`, masked and clamped to [0, 1].
         """
         lam = self.lambda_adv if lambda_adv is None else float(lambda_adv)
+        from mrsisr.consistency import finish
+
         x0 = self.network(cond, lambda_adv=lam, metabolite=metabolite)
-        return x0.clamp(0.0, 1.0) * cond.mask
+        return finish(x0, cond, self.consistency)
 
     def forward(self, cond: Condition, generator: torch.Generator | None = None) -> Tensor:
         """Same as [`sample`][mrsisr.one_step.OneStepPipeline.sample].

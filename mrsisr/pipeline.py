@@ -40,6 +40,10 @@ class DiffusionPipeline(nn.Module):
             the paper), `"x0"` (constant weight on the x0 error) or `"min_snr"` (min-SNR-γ);
             see [`loss_weights`][mrsisr.diffusion.loss_weights]. Training only.
         snr_gamma: γ of the `"min_snr"` weighting.
+        consistency: Optional data-consistency projection applied to every x0 estimate of the chain
+            and to the answer (a `[consistency]` table, e.g.
+            `type = "kspace"`); `None` or `none` leaves the method as published. See
+            [`mrsisr.consistency`][mrsisr.consistency].
 
     Raises:
         ValueError: If `t_start` is outside `[0, T]`, or 0 with an initializer that has
@@ -55,6 +59,7 @@ class DiffusionPipeline(nn.Module):
         t_start: int | None = None,
         loss_weighting: str = "eps",
         snr_gamma: float = 5.0,
+        consistency: nn.Module | None = None,
     ) -> None:
         super().__init__()
         from mrsisr.diffusion import LOSS_WEIGHTINGS
@@ -80,6 +85,7 @@ class DiffusionPipeline(nn.Module):
         self.denoiser = denoiser
         self.sampler = sampler
         self.t_start = t_start
+        self.consistency = consistency
 
     @property
     def nfe(self) -> int:
@@ -99,12 +105,16 @@ class DiffusionPipeline(nn.Module):
         Returns:
             `x0` estimates `(B, 1, H, W)`, masked and clamped to [0, 1].
         """
+        from mrsisr.consistency import ProjectedDenoiser, finish, is_active
+
         x_start = self.initializer.sample(cond, self.t_start, self.schedule, generator=generator)
         if self.t_start == 0:  # the initializer's draw is the answer
-            return (x_start * cond.mask.to(x_start)).clamp(0.0, 1.0)
-        return self.sampler(
-            self.denoiser, x_start, self.t_start, cond, self.schedule, generator=generator
-        )
+            return finish(x_start * cond.mask.to(x_start), cond, self.consistency)
+        denoiser = self.denoiser
+        if is_active(self.consistency):  # every x0 estimate of any sampler is projected
+            denoiser = ProjectedDenoiser(denoiser, self.consistency, self.schedule)
+        x0 = self.sampler(denoiser, x_start, self.t_start, cond, self.schedule, generator=generator)
+        return finish(x0, cond, self.consistency)
 
     def forward(self, cond: Condition, generator: torch.Generator | None = None) -> Tensor:
         """Same as [`sample`][mrsisr.pipeline.DiffusionPipeline.sample].

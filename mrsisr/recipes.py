@@ -74,6 +74,7 @@ _SPECIAL_SLOTS = {
     "schedule": "schedules",
     "initializer": "initializers",
     "sampler": "samplers",
+    "consistency": "consistency",
 }
 
 

@@ -24,6 +24,7 @@ BACKBONES: Registry = Registry("backbones", locations=["mrsisr.backbones"])
 SAMPLERS: Registry = Registry("samplers", locations=["mrsisr.samplers"])
 CONDITIONING: Registry = Registry("conditioning", locations=["mrsisr.conditioning"])
 SCHEDULES: Registry = Registry("schedules", locations=["mrsisr.schedules"])
+CONSISTENCY: Registry = Registry("consistency", locations=["mrsisr.consistency"])
 PIPELINES: Registry = Registry(
     "pipelines", locations=["mrsisr.pipeline", "mrsisr.one_step", "mrsisr.flow_enhancer"]
 )
@@ -58,6 +59,7 @@ ROLES: dict[str, Registry] = {
         SAMPLERS,
         CONDITIONING,
         SCHEDULES,
+        CONSISTENCY,
         PIPELINES,
         RECIPES,
         STUDIES,
