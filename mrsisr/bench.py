@@ -280,6 +280,43 @@ class _Model:
         self.params = int(count_parameters(pipe)["total"])
 
 
+VARIANTS: dict[str, dict[str, Any]] = {"dc": {"consistency": {"type": "kspace"}}}
+"""Model-name suffixes of the bench: `ftddm+dc` is FTDDM with k-space data consistency."""
+
+
+def split_variant(name: str) -> tuple[str, dict[str, Any]]:
+    """Split a bench model name into its recipe and the overrides of its `+suffix`.
+
+    Args:
+        name: E.g. `ftddm` or `ftddm+dc`.
+
+    Returns:
+        `(recipe, overrides)`.
+
+    Raises:
+        MrsisrError: For an unknown suffix.
+
+    Examples:
+        >>> split_variant("tdpm+dc")
+        ('tdpm', {'consistency': {'type': 'kspace'}})
+    """
+    base, plus, suffix = name.partition("+")
+    if not plus:
+        return name, {}
+    if suffix not in VARIANTS:
+        raise MrsisrError(
+            f"--models {name}: unknown suffix '+{suffix}'; known: "
+            + ", ".join(f"+{k}" for k in VARIANTS)
+        )
+    return base, dict(VARIANTS[suffix])
+
+
+def _merged(overrides: Mapping[str, Any] | None, extra: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(overrides or {})
+    out.update(extra)
+    return out
+
+
 def _load_models(
     models: Sequence[str | tuple[str, Any]],
     size: str,
@@ -295,14 +332,16 @@ def _load_models(
     names = [m if isinstance(m, str) else m[0] for m in models]
     if len(set(names)) != len(names) or LR_INPUT in names:
         raise MrsisrError(f"--models: names must be unique and not '{LR_INPUT}', got {names}")
-    unknown = set(weights) - set(names)
+    unknown = set(weights) - set(names) - {split_variant(n)[0] for n in names}
     if unknown:
         raise MrsisrError(f"--weights names models not benched: {', '.join(sorted(unknown))}")
     missing = []
     for m in models:  # every problem before any work
         if isinstance(m, str):
-            recipe = load_recipe(m, size=size, overrides=overrides)
-            if not untrained and m not in weights and not weights_path(recipe.name, size).is_file():
+            base, extra = split_variant(m)
+            recipe = load_recipe(base, size=size, overrides=_merged(overrides, extra))
+            has = m in weights or base in weights
+            if not untrained and not has and not weights_path(recipe.name, size).is_file():
                 missing.append(recipe.name)
     if missing:
         raise CheckpointError(
@@ -316,12 +355,16 @@ def _load_models(
         if not isinstance(m, str):
             label, pipe = m
             out.append(_Model(label, pipe.to(device).eval(), "given"))
-        elif untrained and m not in weights:
-            pipe = load_recipe(m, size=size, overrides=overrides).build()
+            continue
+        base, extra = split_variant(m)
+        over = _merged(overrides, extra)
+        source = weights.get(m, weights.get(base))
+        if untrained and source is None:
+            pipe = load_recipe(base, size=size, overrides=over).build()
             out.append(_Model(m, pipe.to(device).eval(), "untrained"))
         else:
-            pipe = load(m, size=size, weights=weights.get(m), overrides=overrides, device=device)
-            out.append(_Model(m, pipe, str(weights.get(m, "shipped"))))
+            pipe = load(base, size=size, weights=source, overrides=over, device=device)
+            out.append(_Model(m, pipe, str(source or "shipped")))
     return out
 
 

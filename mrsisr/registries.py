@@ -49,7 +49,7 @@ def _check_recipe_target(target: object) -> str | None:
 
 RECIPES: Registry = Registry("recipes", populate=_populate_recipes, check=_check_recipe_target)
 
-STUDIES: Registry = Registry("studies", locations=["mrsisr.studies"])
+STUDIES: Registry = Registry("studies", locations=["mrsisr.studies", "mrsisr.consistency_study"])
 
 ROLES: dict[str, Registry] = {
     r.role: r

@@ -15,7 +15,8 @@ whose rows extend the bench rows with the variant's settings, plus a figure.
 | `ablation` | Tables 2, 3 | flow only, diffusion only, both; FTDDM's flow without mask, MRIs or guide loss |
 
 Examples:
-    >>> from mrsisr.registries import STUDIES
+    >>> from mrsisr.errors import MrsisrError
+from mrsisr.registries import STUDIES
     >>> sorted(STUDIES.names())
     ['ablation', 'scale', 'sharpness', 'solver', 'truncation']
 """
@@ -32,6 +33,7 @@ from typing import Any
 import torch
 
 from mrsisr.bench import write_csv_rows
+from mrsisr.errors import MrsisrError
 from mrsisr.registries import STUDIES
 
 __all__ = [
@@ -66,6 +68,10 @@ class StudyConfig:
         untrained: Use random weights for recipes without weights (for tests and timings).
         steps: Step counts of the truncation study (the solver study uses its own).
         progress: Show progress bars.
+        consistency: `"kspace"` adds k-space data consistency to every pipeline of the study
+            (see [`mrsisr.consistency`][mrsisr.consistency]); `"none"` runs them as published.
+        slow_limit: Maps per scale for 1000-NFE models where a study runs them on fewer maps.
+        models: Recipes to compare, for studies that take a list (`None`: the study's own).
     """
 
     size: str = "small"
@@ -79,6 +85,9 @@ class StudyConfig:
     untrained: bool = False
     steps: Sequence[int] = (100, 50, 20)
     progress: bool = True
+    consistency: str = "none"
+    slow_limit: int = 20
+    models: Sequence[str] | None = None
 
 
 STUDY_MARKER = ".mrsisr-study"
@@ -221,6 +230,10 @@ def _pipeline(cfg: StudyConfig, name: str, overrides: Mapping[str, Any] | None =
     from mrsisr.recipes import load_recipe
     from mrsisr.zoo import load, weights_path
 
+    if cfg.consistency not in ("none", "kspace"):
+        raise MrsisrError(f"--consistency must be none or kspace, got {cfg.consistency!r}")
+    if cfg.consistency == "kspace":
+        overrides = {**(overrides or {}), "consistency": {"type": "kspace"}}
     recipe = load_recipe(name, size=cfg.size, overrides=overrides)
     given = cfg.weights.get(name)
     if given is None and cfg.untrained and not weights_path(recipe.name, cfg.size).is_file():
@@ -280,6 +293,7 @@ def _config(cfg: StudyConfig, **extra: Any) -> dict[str, Any]:
     out["weights"] = dict(cfg.weights)
     out["scales"] = list(cfg.scales)
     out["steps"] = list(cfg.steps)
+    out["models"] = list(cfg.models) if cfg.models else None
     out.update(extra)
     return out
 

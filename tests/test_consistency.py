@@ -188,3 +188,39 @@ def test_registry_and_recipe_validation():
         load_recipe(
             "ftddm", size="tiny", overrides={"consistency": {"type": "kspace", "iteration": 2}}
         )
+
+
+def test_consistency_study_pairs_each_model_with_its_dc_row(cli, cohort5, tmp_path):
+    import json
+
+    res = cli(
+        "study", "consistency", "--size", "tiny", "--untrained", "--limit", "2", "--slow-limit", "1",
+        "--scales", "8", "--models", "ftddm,munet_fs_cwgan,ddpm", "--data", str(cohort5),
+        "--out", str(tmp_path),
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    rows = {
+        r["variant"]: r for r in json.loads((tmp_path / "consistency.json").read_text())["rows"]
+    }
+    assert set(rows) == {
+        "ftddm", "ftddm+dc", "munet_fs_cwgan", "munet_fs_cwgan+dc", "ddpm", "ddpm+dc",
+        "lr_input", "lr_input (DDPM maps)",
+    }  # fmt: skip
+    assert rows["ftddm+dc"]["dc"] and not rows["ftddm"]["dc"]
+    assert rows["ftddm+dc"]["p_ssim"] is not None and rows["ftddm"]["p_ssim"] is None
+    assert rows["ddpm"]["n_maps"] == 1 and rows["ftddm"]["n_maps"] == 2
+    assert (tmp_path / "consistency.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_bench_labels_dc_rows(cli, cohort5, tmp_path):
+    import json
+
+    res = cli(
+        "bench", "--models", "munet_fs_cwgan", "--consistency", "both", "--size", "tiny",
+        "--untrained", "--limit", "1", "--scales", "8", "--data", str(cohort5), "--out", str(tmp_path / "b"),
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    models = [r["model"] for r in json.loads((tmp_path / "b/results.json").read_text())["rows"]]
+    assert models[:2] == ["munet_fs_cwgan", "munet_fs_cwgan+dc"]
+    res = cli("bench", "--models", "ftddm+xx", "--out", str(tmp_path / "c"))
+    assert res.exit_code == 2 and "unknown suffix '+xx'" in res.output

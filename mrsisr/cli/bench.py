@@ -10,7 +10,14 @@ from rich.console import Console
 from rich.table import Table
 
 from mrsisr.bench import DEFAULT_LIMIT
-from mrsisr.cli.zoo import SetOption, SizeOption, parse_overrides, resolve_device
+from mrsisr.cli.zoo import (
+    ConsistencyOption,
+    SetOption,
+    SizeOption,
+    parse_overrides,
+    resolve_device,
+    with_consistency,
+)
 from mrsisr.errors import MrsisrError
 
 console = Console()
@@ -117,6 +124,7 @@ def bench_cmd(
             "--channels-last", help="Channels-last weights (same results, faster on CPU)."
         ),
     ] = False,
+    consistency: ConsistencyOption = "none",
 ) -> None:
     """Benchmark models side by side on the same maps: NFE, time, parameters, NRMSE/PSNR/SSIM.
 
@@ -127,7 +135,7 @@ def bench_cmd(
     from mrsisr.bench import BENCH_MARKER, run_bench
     from mrsisr.outputs import prepare_out
 
-    names = parse_list(models, "--models")
+    names = with_consistency(parse_list(models, "--models"), consistency)
     scale_list = parse_list(scales, "--scales", int)
     weight_map = parse_pairs(weights, "--weights")
     device = resolve_device(device)
@@ -237,6 +245,16 @@ def study_cmd(
     untrained: Annotated[
         bool, typer.Option("--untrained", help="Random weights where none exist (timings only).")
     ] = False,
+    consistency: ConsistencyOption = "none",
+    slow_limit: Annotated[
+        int, typer.Option(min=1, help="Maps per scale for 1000-NFE models (consistency study).")
+    ] = 20,
+    models: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated recipes, for studies that compare a list (consistency)."
+        ),
+    ] = None,
 ) -> None:
     """Run one of the paper's studies and write its table (JSON, CSV) and figure (PNG).
 
@@ -250,6 +268,7 @@ def study_cmd(
     from mrsisr.studies import STUDY_MARKER, StudyConfig
 
     study = STUDIES.get(name)
+    with_consistency([], consistency, allow_both=False)  # validates the value
     device = resolve_device(device)
     prepare_out(out, marker=STUDY_MARKER, command="mrsisr study")  # before any work
     cfg = StudyConfig(
@@ -263,6 +282,9 @@ def study_cmd(
         weights=parse_pairs(weights, "--weights"),
         untrained=untrained,
         steps=parse_list(steps, "--steps", int),
+        consistency=consistency,
+        slow_limit=slow_limit,
+        models=parse_list(models, "--models") if models else None,
     )
     result = study(cfg)
     console.print(study_table(result))

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from mrsisr.cli.zoo import SizeOption, resolve_device
+from mrsisr.cli.zoo import ConsistencyOption, SizeOption, resolve_device, with_consistency
 from mrsisr.errors import MrsisrError
 
 console = Console(stderr=True)
@@ -54,6 +54,7 @@ def sr_cmd(
         str, typer.Option(help="auto (CUDA when present), cpu, cuda or cuda:N.")
     ] = "cpu",
     batch: Annotated[int, typer.Option(min=1, help="Maps per sampling call.")] = 32,
+    consistency: ConsistencyOption = "none",
     overwrite: Annotated[
         bool,
         typer.Option(
@@ -78,6 +79,7 @@ def sr_cmd(
     from mrsisr.zoo import load
 
     check_scale(scale)
+    with_consistency([], consistency, allow_both=False)  # validates the value
     device = resolve_device(device)
     # before any work: may this folder be written (never the input, the current folder, ...)?
     prepare_out(out, marker="sr.json", overwrite=overwrite, inputs=[input], command="mrsisr sr")
@@ -97,6 +99,8 @@ def sr_cmd(
         )
         raise typer.Exit(2)
     overrides = sampling_overrides(name, size, steps=steps, tau_d=tau_d, tau_f=tau_f)
+    if consistency == "kspace":
+        overrides["consistency"] = {"type": "kspace"}
     pipeline = load(name, size=size, weights=weights, overrides=overrides, device=device)
     subject = load_subject(input)
     with console.status("") as status:

@@ -28,6 +28,39 @@ SetOption = Annotated[
 ]
 
 
+ConsistencyOption = Annotated[
+    str,
+    typer.Option(
+        "--consistency",
+        help="k-space data consistency: none (as published), kspace (keep the measured "
+        "k-space block; bench rows get a +dc suffix) or both (bench only: each model twice).",
+    ),
+]
+
+
+def with_consistency(names: list[str], mode: str, *, allow_both: bool = True) -> list[str]:
+    """Apply `--consistency` to a list of bench model names.
+
+    Args:
+        names: Model names.
+        mode: `none`, `kspace` or `both`.
+        allow_both: Whether `both` is accepted.
+
+    Returns:
+        The names, with `+dc` variants as asked.
+
+    Raises:
+        MrsisrError: For another mode.
+    """
+    modes = ("none", "kspace", "both") if allow_both else ("none", "kspace")
+    if mode not in modes:
+        raise MrsisrError(f"--consistency {mode}: use {', '.join(modes)}")
+    if mode == "none":
+        return names
+    dc = [n if n.endswith("+dc") else f"{n}+dc" for n in names]
+    return dc if mode == "kspace" else [x for pair in zip(names, dc) for x in pair]
+
+
 def resolve_device(device: str) -> str:
     """Turn `--device` into a torch device string, or refuse it with one line.
 
