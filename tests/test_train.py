@@ -256,3 +256,26 @@ def test_load_weights_under_another_part_name(tmp_path):
         load_weights_into({"pre_network": fresh}, path)
     load_weights_into({"pre_network": fresh}, path, rename={"pre_network": "network"})
     torch.testing.assert_close(fresh.weight, trained.weight)
+
+
+def test_init_fine_tunes_from_given_weights(tmp_path):
+    """--init loads a stage's weights and then trains it: with lr = 0 the result is the source."""
+    from mrsisr.train.engine import Trainer
+
+    train, val = ns["make_data"]()
+    src = tmp_path / "src"
+    Trainer(
+        ns["make_pipeline"](seed=0), ns["RECIPE"], train, val, src, config(steps=2), progress=False
+    ).run()
+    out = tmp_path / "tuned"
+    trainer = Trainer(
+        ns["make_pipeline"](seed=1), ns["RECIPE"], train, val, out, config(steps=2, lr=0.0),
+        init={"denoiser": src}, progress=False,
+    )  # fmt: skip
+    (result,) = trainer.run()
+    assert result.initialized_from == str(src) and result.steps == 2
+    a, b = final_weights(src), final_weights(out)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k])
+    card = json.loads((out / "card.json").read_text())
+    assert card["stages"][0]["initialized_from"] == str(src)

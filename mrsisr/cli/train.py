@@ -60,6 +60,13 @@ def train_cmd(
             "training it; #PART names the part there if it differs (repeatable)."
         ),
     ] = None,
+    init: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="STAGE=PATH[#PART]: start that stage from these weights and train it (fine-tuning; "
+            "repeatable)."
+        ),
+    ] = None,
     set_: SetOption = None,
 ) -> None:
     """Train every part of a recipe, in order, with EMA, checkpoints and validation.
@@ -74,12 +81,7 @@ def train_cmd(
 
         if not torch.cuda.is_available():
             raise MrsisrError("--device cuda: no CUDA device is available here; use --device cpu")
-    reuse_map = {}
-    for item in reuse or []:
-        stage, sep, path = item.partition("=")
-        if not sep or not stage or not path:
-            raise MrsisrError(f"--reuse '{item}': expected STAGE=PATH, e.g. denoiser=runs/unet")
-        reuse_map[stage] = path
+    reuse_map, init_map = _stage_paths(reuse, "--reuse"), _stage_paths(init, "--init")
     config = TrainConfig(
         steps=steps,
         batch_size=batch,
@@ -101,6 +103,7 @@ def train_cmd(
         config=config,
         overrides=parse_overrides(set_),
         reuse=reuse_map,
+        init=init_map,
         resume=resume,
     )
     table = Table(title=f"trained {name} ({size}) -> {out}", title_justify="left", show_edge=False)
@@ -115,6 +118,16 @@ def train_cmd(
             f"{r.wall_time_s:.0f} s",
         )
     console.print(table)
+
+
+def _stage_paths(items: list[str] | None, flag: str) -> dict[str, str]:
+    out = {}
+    for item in items or []:
+        stage, sep, path = item.partition("=")
+        if not sep or not stage or not path:
+            raise MrsisrError(f"{flag} '{item}': expected STAGE=PATH, e.g. denoiser=runs/unet")
+        out[stage] = path
+    return out
 
 
 def register(app: typer.Typer) -> None:

@@ -150,6 +150,8 @@ class StageResult:
         best_val_loss: Lowest validation loss seen (`None` without validation data).
         wall_time_s: Seconds spent in this stage in this process (across resumes: summed).
         reused_from: Path the weights were loaded from instead of training, if any.
+        initialized_from: Path the weights were loaded from before training (fine-tuning), if
+            any.
     """
 
     name: str
@@ -158,6 +160,7 @@ class StageResult:
     best_val_loss: float | None = None
     wall_time_s: float = 0.0
     reused_from: str | None = None
+    initialized_from: str | None = None
 
 
 @dataclass
@@ -341,6 +344,8 @@ class Trainer:
         reuse: Stage name → run folder or weights file whose weights replace training that stage
             (e.g. one trained truncated UNet serving FTDDM and TDPM); `PATH#PART` takes the part
             saved there under another name (`pre_network=runs/munet#network`).
+        init: Stage name → run folder or weights file to start that stage from (fine-tuning:
+            the stage then trains as usual, EMA included); `PATH#PART` as for `reuse`.
         data_note: One line describing the data, for the card.
         progress: Show a rich progress bar.
         on_step: Called as `on_step(stage_name, step)` after every completed step (after any
@@ -357,6 +362,7 @@ class Trainer:
         config: TrainConfig,
         *,
         reuse: Mapping[str, str | os.PathLike[str]] | None = None,
+        init: Mapping[str, str | os.PathLike[str]] | None = None,
         data_note: str = "",
         progress: bool = True,
         on_step: Callable[[str, int], None] | None = None,
@@ -370,15 +376,20 @@ class Trainer:
         self.out = Path(out_dir)
         self.config = config
         self.reuse = {k: Path(v) for k, v in (reuse or {}).items()}
+        self.init = {k: Path(v) for k, v in (init or {}).items()}
         self.data_note = data_note
         self.progress = progress and self.info.main
         self.stages = training_stages(self.pipeline)
         names = [s.name for s in self.stages]
-        for k in self.reuse:
-            if k not in names:
-                raise MrsisrError(
-                    f"--reuse {k}=...: no stage '{k}'; this recipe trains: {', '.join(names)}"
-                )
+        for flag, table in (("--reuse", self.reuse), ("--init", self.init)):
+            for k in table:
+                if k not in names:
+                    raise MrsisrError(
+                        f"{flag} {k}=...: no stage '{k}'; this recipe trains: {', '.join(names)}"
+                    )
+        both = set(self.reuse) & set(self.init)
+        if both:
+            raise MrsisrError(f"--reuse and --init both name stage(s) {', '.join(sorted(both))}")
 
     # ------------------------------------------------------------------ public
     def run(self, resume: bool = False) -> list[StageResult]:
@@ -423,6 +434,7 @@ class Trainer:
             "warmup_steps": cfg.warmup_steps or 0,
             "world_size": self.info.world,
             "reuse": {k: str(v) for k, v in sorted(self.reuse.items())},
+            "init": {k: str(v) for k, v in sorted(self.init.items())},
         }
 
     def _claim_run_folder(self, resume: bool):
@@ -481,15 +493,12 @@ class Trainer:
         cfg = self.config
         result = StageResult(stage.name)
         if stage.name in self.reuse:
-            path, _, part = str(self.reuse[stage.name]).partition("#")
-            rename = {k: part for k in stage.modules} if part else None
-            if part and len(stage.modules) != 1:
-                raise MrsisrError(
-                    f"--reuse {stage.name}=...#{part}: stage '{stage.name}' has several parts"
-                )
-            load_weights_into(stage.modules, path, rename)
+            self._load_stage(stage, self.reuse[stage.name], "--reuse")
             result.reused_from = str(self.reuse[stage.name])
             return result
+        if stage.name in self.init:  # fine-tuning: start from these weights, then train
+            self._load_stage(stage, self.init[stage.name], "--init")
+            result.initialized_from = str(self.init[stage.name])
         for module in stage.frozen.values():
             module.requires_grad_(False)
         lr = cfg.lr if cfg.lr is not None else stage.lr
@@ -643,6 +652,14 @@ class Trainer:
         for k, ema in emas.items():  # inference uses the EMA weights
             stage.modules[k].load_state_dict(ema.module.state_dict())
         return result
+
+    def _load_stage(self, stage: Stage, source: Path, flag: str) -> None:
+        path, _, part = str(source).partition("#")
+        if part and len(stage.modules) != 1:
+            raise MrsisrError(
+                f"{flag} {stage.name}=...#{part}: stage '{stage.name}' has several parts"
+            )
+        load_weights_into(stage.modules, path, {k: part for k in stage.modules} if part else None)
 
     def _make_emas(self, stage: Stage) -> dict[str, Any]:
         from timm.utils import ModelEmaV3

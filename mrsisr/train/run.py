@@ -90,6 +90,7 @@ def train_recipe(
     config: TrainConfig | None = None,
     overrides: Mapping[str, Any] | None = None,
     reuse: Mapping[str, str | os.PathLike[str]] | None = None,
+    init: Mapping[str, str | os.PathLike[str]] | None = None,
     resume: bool = False,
     progress: bool = True,
 ) -> list[StageResult]:
@@ -104,6 +105,7 @@ def train_recipe(
         config: Run settings (defaults: [`TrainConfig`][mrsisr.train.engine.TrainConfig]).
         overrides: Recipe overrides.
         reuse: Stage name → run folder or weights file to load instead of training that stage.
+        init: Stage name → run folder or weights file to start that stage from (fine-tuning).
         resume: Continue an interrupted run in `out`.
         progress: Show progress bars.
 
@@ -143,6 +145,7 @@ def train_recipe(
         out,
         config,
         reuse=reuse,
+        init=init,
         data_note=note,
         progress=progress,
     )
