@@ -42,6 +42,7 @@ from mrsisr.errors import CheckpointError, DataError, MrsisrError
 __all__ = [
     "BENCH_SCALES",
     "DEFAULT_LIMIT",
+    "DEFAULT_SLOW_LIMIT",
     "BenchResult",
     "BenchRow",
     "run_bench",
@@ -54,6 +55,12 @@ BENCH_SCALES: tuple[int, ...] = (8, 4, 2)
 """The paper's upscaling factors (low-resolution matrices 8×8, 16×16 and 32×32)."""
 
 DEFAULT_LIMIT = 2
+
+DEFAULT_SLOW_LIMIT = 2
+"""Default maps per scale of 1000-NFE models in `mrsisr bench`."""
+
+SLOW_NFE = 500
+"""Models with at least this many network evaluations per map run on `slow_limit` maps."""
 """Default maps per scale, so that `ftddm,tdpm,ddpm` at `small` size fit in 10 minutes on 2 CPU cores.
 
 DDPM takes 1000 network evaluations per map (about 43 s per map on 2 CPU cores at `small` size;
@@ -87,6 +94,9 @@ class BenchRow:
         p_nrmse: Paired Wilcoxon p-value of the NRMSE against the first model (`None` for it).
         p_psnr: Same for the PSNR.
         p_ssim: Same for the SSIM.
+        p_psnr_lr: Paired Wilcoxon p-value of the PSNR against the zero-filled LR input on the
+            same maps (`None` for the LR row itself).
+        p_ssim_lr: Same for the SSIM.
         weights: Where the weights came from (`shipped`, a path, `untrained` or `-`).
         lpips_alex_mean: Mean LPIPS (AlexNet) when requested (lower is closer).
         lpips_alex_std: Its standard deviation.
@@ -111,6 +121,8 @@ class BenchRow:
     p_nrmse: float | None = None
     p_psnr: float | None = None
     p_ssim: float | None = None
+    p_psnr_lr: float | None = None
+    p_ssim_lr: float | None = None
     weights: str = "-"
     lpips_alex_mean: float | None = None
     lpips_alex_std: float | None = None
@@ -375,6 +387,7 @@ def run_bench(
     data: str | os.PathLike[str] = "phantom",
     fold: int = 0,
     limit: int | None = DEFAULT_LIMIT,
+    slow_limit: int | None = None,
     size: str = "small",
     seed: int = 0,
     device: str | torch.device = "cpu",
@@ -398,6 +411,9 @@ def run_bench(
         data: `"phantom"` or a dataset folder (real-data layout).
         fold: Fold whose test subjects are scored.
         limit: Maps per scale (a seeded subset of the test maps; `None`: all of them).
+        slow_limit: Maps per scale for models with 500 or more network evaluations (DDPM-1000):
+            the first `slow_limit` of the same seeded subset, so their rows pair with the others
+            on those maps. `None`: the same as `limit`.
         size: Size variant of recipe names.
         seed: Seed of the map choice and of the sampling noise.
         device: `cpu` or `cuda`.
@@ -471,12 +487,20 @@ def run_bench(
             gt = full.x0 * full.max_value.view(-1, 1, 1, 1) if full is not None else None
             fig_idx = _figure_index(full) if full is not None else 0
             step = batch or max(1, len(items))
+            lr_img = full.cond.lr.clamp(0, 1) * full.cond.mask if full is not None else None
+            lr_scores = _merge(
+                [g for g in _gather(_score(batch_metrics, lr_img, gt, full, lpips))], chosen, world
+            )
             for model in loaded:
+                n_sel = len(chosen)
+                if slow_limit is not None and model.nfe >= SLOW_NFE:
+                    n_sel = min(len(chosen), int(slow_limit))
+                mine_n = len(range(rank, n_sel, world))  # this rank's share of chosen[:n_sel]
                 preds, seconds = [], 0.0
                 task = (
                     bar.add_task(
                         f"{model.name} ×{scale:g}",
-                        total=model.nfe * math.ceil(len(items) / step) if items else 1,
+                        total=model.nfe * math.ceil(mine_n / step) if mine_n else 1,
                     )
                     if bar is not None
                     else None
@@ -484,10 +508,10 @@ def run_bench(
                 hook = _advance_hook(model.pipe, bar, task)
                 try:
                     gen = torch.Generator(device=device).manual_seed(seed * 1009 + lr_size)
-                    if full is not None:
+                    if full is not None and mine_n:
                         _warm_up(model.pipe, full.cond[:2], gen)
-                        for start in range(0, len(items), step):
-                            cond = full.cond[start : start + step]
+                        for start in range(0, mine_n, step):
+                            cond = full.cond[start : min(start + step, mine_n)]
                             _sync(device)
                             t0 = time.perf_counter()
                             preds.append(model.pipe.sample(cond, generator=gen))
@@ -499,36 +523,42 @@ def run_bench(
                 if bar is not None:
                     bar.update(task, completed=bar.tasks[task].total)
                 pred = torch.cat(preds) if preds else None
-                local = _score(batch_metrics, pred, gt, full, lpips)
+                part = full[:mine_n] if full is not None and mine_n else None
+                local = _score(
+                    batch_metrics,
+                    pred,
+                    part.x0 * part.max_value.view(-1, 1, 1, 1) if part else None,
+                    part,
+                    lpips,
+                )
                 gathered = _gather((local, seconds))
-                merged = _merge([g[0] for g in gathered], chosen, world)
+                merged = _merge([g[0] for g in gathered], chosen[:n_sel], world)
                 seconds = max(g[1] for g in gathered)
                 scores[(model.name, scale)] = merged
-                if full is not None and rank == 0:
+                if full is not None and rank == 0 and fig_idx < mine_n:
                     fig = grid.setdefault(scale, _grid_base(full, fig_idx, scale))
                     fig[model.name] = (pred[fig_idx, 0] * full.max_value[fig_idx]).cpu().numpy()
                     if model.name == first and uq_samples > 1:
                         fig["std"] = _uncertainty(model.pipe, full, fig_idx, uq_samples, gen)
                         fig["std_model"] = model.name
-                rows.append(
-                    _row(
-                        model.name,
-                        scale,
-                        model.nfe,
-                        seconds / len(chosen),
-                        model.params,
-                        merged,
-                        scores.get((first, scale)),
-                        model.weights,
-                        wilcoxon,
-                    )
+                row = _row(
+                    model.name,
+                    scale,
+                    model.nfe,
+                    seconds / max(n_sel, 1),
+                    model.params,
+                    merged,
+                    scores.get((first, scale)),
+                    model.weights,
+                    wilcoxon,
                 )
+                lr_row = _row("", scale, 0, 0.0, 0, lr_scores, merged, "-", wilcoxon)
+                row.p_psnr_lr, row.p_ssim_lr = lr_row.p_psnr, lr_row.p_ssim
+                rows.append(row)
                 if on_row is not None and rank == 0:
                     on_row(rows[-1])
             if baseline:
-                lr = full.cond.lr.clamp(0, 1) * full.cond.mask if full is not None else None
-                local = _score(batch_metrics, lr, gt, full, lpips)
-                merged = _merge([g for g in _gather(local)], chosen, world)
+                merged = lr_scores
                 scores[(LR_INPUT, scale)] = merged
                 rows.append(
                     _row(LR_INPUT, scale, 0, 0.0, 0, merged, scores[(first, scale)], "-", wilcoxon)
@@ -660,8 +690,10 @@ def _row(
         stats[f"{k}_mean"] = float(v.mean()) if v.size else math.nan
         stats[f"{k}_std"] = float(v.std()) if v.size else math.nan
         if ref is not None and ref is not s:
-            both = finite & np.isfinite(ref[k])
-            stats[f"p_{k}"] = float(wilcoxon(s[k][both], ref[k][both])) if both.any() else None
+            n = min(len(s[k]), len(ref[k]))  # a slow model scores the first n of the same maps
+            a, b = s[k][:n], ref[k][:n]
+            both = finite[:n] & np.isfinite(b)
+            stats[f"p_{k}"] = float(wilcoxon(a[both], b[both])) if both.any() else None
     return BenchRow(
         model=name,
         scale=scale,

@@ -32,8 +32,9 @@ pipe = mrsisr.load("ftddm", overrides={"consistency": {"type": "kspace"}})
 ```
 
 **The magnitude detail.** The protocol's LR map is the *magnitude* of the truncated image, so the
-measured block is only known approximately from it: the block of the LR map's own spectrum is
-used. With `iterations > 1` the data step and the mask step alternate (projections onto convex
+measured block is only known up to its phase. By default the projection combines the LR magnitude
+with the phase of the estimate's own truncated image (the ground truth is then a fixed point);
+`magnitude = false` uses the block of the LR map's spectrum as it is. With `iterations > 1` the data step and the mask step alternate (projections onto convex
 sets); the mask step always comes last, so the answer stays zero outside the quality mask.
 
 Examples:
@@ -44,7 +45,7 @@ Examples:
     >>> x = torch.rand(2, 1, 64, 64, dtype=torch.float64)
     >>> ones = torch.ones_like(x)
     >>> cond = Condition(ones, kspace_truncate(x, 16).real, ones, ones, torch.tensor([4.0, 4.0]))
-    >>> y = KSpaceConsistency(clamp=False).project(torch.zeros_like(x), cond)
+    >>> y = KSpaceConsistency(clamp=False, magnitude=False).project(torch.zeros_like(x), cond)
     >>> block = kspace_block_mask(cond.scale, 64)
     >>> bool(torch.allclose(centred_fft(y)[block], centred_fft(cond.lr)[block]))
     True
@@ -149,6 +150,11 @@ class KSpaceConsistency(nn.Module):
             mask.
         clamp: Also clip to the maps' range [0, 1] after each data step (with the mask step:
             alternating projections onto the data, the support and the range).
+        magnitude: Treat the LR map as what the protocol makes it, the **magnitude** of the
+            truncated image: the measured block is taken from `lr · exp(i·phase)`, the phase
+            being that of the estimate's own truncated image. The ground truth is then a fixed
+            point. `False` takes the block of the LR map's spectrum as it is (exact for a
+            measurement that is the real truncated image itself, e.g. complex data).
 
     Raises:
         ValueError: If `iterations < 1`.
@@ -156,13 +162,16 @@ class KSpaceConsistency(nn.Module):
 
     active = True
 
-    def __init__(self, iterations: int = 1, use_mask: bool = True, clamp: bool = True) -> None:
+    def __init__(
+        self, iterations: int = 1, use_mask: bool = True, clamp: bool = True, magnitude: bool = True
+    ) -> None:
         super().__init__()
         if int(iterations) < 1:
             raise ValueError(f"iterations must be at least 1, got {iterations}")
         self.iterations = int(iterations)
         self.use_mask = bool(use_mask)
         self.clamp = bool(clamp)
+        self.magnitude = bool(magnitude)
 
     def project(self, x0: Tensor, cond: Condition) -> Tensor:
         """Project estimates onto the measured data (and the mask).
@@ -182,11 +191,18 @@ class KSpaceConsistency(nn.Module):
         """
         work = torch.float64 if x0.dtype == torch.float64 else torch.float32
         x = x0.to(work)
+        block = kspace_block_mask(cond.scale.to(x.device), x.shape[-1])
         weight = _residual_weight(cond.scale.to(x.device), x.shape[-1]).to(x)
-        measured = centred_fft(cond.lr.to(x))
+        lr = cond.lr.to(x)
+        measured = centred_fft(lr)
         mask = cond.mask.to(x)
         for _ in range(self.iterations):
-            residual = (measured - centred_fft(x)) * weight
+            k = centred_fft(x)
+            if self.magnitude:  # the LR magnitude with the estimate's own phase
+                trunc = centred_ifft(k * block)
+                phase = torch.where(trunc.abs() > 1e-12, trunc / trunc.abs().clamp_min(1e-12), 1.0)
+                measured = centred_fft(lr * phase)
+            residual = (measured - k) * weight
             x = x + centred_ifft(residual).real
             if self.use_mask:
                 x = x * mask

@@ -149,6 +149,25 @@ class Batch:
             slice_index=None if self.slice_index is None else self.slice_index.to(device),
         )
 
+    def __getitem__(self, index: slice) -> Batch:
+        """Return the maps `index` (a slice) of the batch.
+
+        Args:
+            index: A slice along the batch axis.
+
+        Returns:
+            The sub-batch.
+        """
+        return replace(
+            self,
+            x0=self.x0[index],
+            cond=self.cond[index],
+            max_value=self.max_value[index],
+            metabolite=list(self.metabolite[index]),
+            subject=list(self.subject[index]),
+            slice_index=None if self.slice_index is None else self.slice_index[index],
+        )
+
 
 @runtime_checkable
 class Schedule(Protocol):

@@ -106,6 +106,33 @@ def test_bench_pipelines_from_python_share_maps(cohort5):
     ident, lr = result.scores[("identity", 4)], result.scores[("lr_input", 4)]
     assert np.allclose(ident["ssim"], lr["ssim"]) and len(result.maps) == 3
     assert result.rows[1].p_ssim == 1.0  # identical scores: no evidence of a difference
+    assert result.rows[0].p_ssim_lr == 1.0  # and the same against the LR input
+
+
+def test_slow_models_run_on_the_first_maps_and_pair_on_them(cohort5):
+    from mrsisr.one_step import OneStepPipeline
+
+    class Identity(torch.nn.Module):
+        def forward(self, cond, lambda_adv=0.0, metabolite=None):
+            return cond.lr
+
+    slow = OneStepPipeline(Identity())
+    slow.nfe = 1000  # a stand-in for DDPM-1000: only its NFE matters here
+    result = run_bench(
+        [("fast", OneStepPipeline(Identity())), ("slow", slow)],
+        data=cohort5,
+        limit=4,
+        slow_limit=2,
+        scales=(4,),
+        progress=False,
+        uq_samples=0,
+    )
+    rows = {r.model: r for r in result.rows}
+    assert rows["fast"].n_maps == 4 and rows["slow"].n_maps == 2 and rows["lr_input"].n_maps == 4
+    np.testing.assert_allclose(
+        result.scores[("slow", 4)]["ssim"], result.scores[("fast", 4)]["ssim"][:2]
+    )
+    assert rows["slow"].p_ssim == 1.0 and rows["slow"].p_ssim_lr == 1.0
 
 
 def test_bench_missing_weights_is_one_line_and_writes_nothing(cli, cohort5, tmp_path):

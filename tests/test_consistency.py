@@ -33,7 +33,7 @@ def test_full_grid_projection_matches_the_measured_block_exactly(scale):
     x = torch.rand(3, 1, 64, 64, generator=g, dtype=torch.float64)
     cond = condition(x, scale)
     guess = torch.rand(3, 1, 64, 64, generator=g, dtype=torch.float64)
-    y = KSpaceConsistency(clamp=False).project(guess, cond)
+    y = KSpaceConsistency(clamp=False, magnitude=False).project(guess, cond)
     block = kspace_block_mask(cond.scale, 64)
     diff = (centred_fft(y) - centred_fft(cond.lr))[block].abs().max()
     assert float(diff) < 1e-12
@@ -48,7 +48,7 @@ def test_projection_is_idempotent_with_and_without_a_mask():
     g = torch.Generator().manual_seed(1)
     x = torch.rand(2, 1, 64, 64, generator=g, dtype=torch.float64)
     guess = torch.rand(2, 1, 64, 64, generator=g, dtype=torch.float64)
-    p = KSpaceConsistency(use_mask=False, clamp=False)
+    p = KSpaceConsistency(use_mask=False, clamp=False, magnitude=False)
     cond = condition(x, 4.0)
     once = p.project(guess, cond)
     torch.testing.assert_close(p.project(once, cond), once, rtol=0, atol=1e-12)
@@ -71,8 +71,11 @@ def test_quality_mask_keeps_the_block_to_a_measured_tolerance(cohort5):
         for k in (1, 4, 16)
     ]
     assert errors[0] < 0.35 and errors[2] < errors[1] < errors[0]
-    # the ground truth itself is within the magnitude detail of the LR map
+    # the ground truth itself is within the magnitude detail of the LR map ...
     assert float(measured_block_error(batch.x0, cond).mean()) < 0.2
+    # ... and a fixed point of the magnitude-aware projection
+    fixed = KSpaceConsistency(magnitude=True).project(batch.x0.double(), cond)
+    torch.testing.assert_close(fixed, batch.x0.double(), rtol=0, atol=1e-6)
 
 
 class Oracle(torch.nn.Module):
@@ -128,7 +131,7 @@ def test_oracle_law_is_unchanged_when_the_data_are_consistent(sampler):
         return samp(den, x, 100, cond, schedule, generator=torch.Generator().manual_seed(1))
 
     plain = run(None)
-    projected = run(KSpaceConsistency(use_mask=False, clamp=False))
+    projected = run(KSpaceConsistency(use_mask=False, clamp=False, magnitude=False))
     torch.testing.assert_close(projected, plain, rtol=0, atol=1e-9)
 
 
@@ -162,7 +165,7 @@ def test_every_registered_sampler_runs_with_it(sampler):
     ],
 )
 def test_every_pipeline_takes_it_as_a_final_projection(recipe, extra):
-    overrides = {"consistency": {"type": "kspace", "iterations": 8}, **extra}
+    overrides = {"consistency": {"type": "kspace", "iterations": 8, "magnitude": False}, **extra}
     pipe = load_recipe(recipe, size="tiny", overrides=overrides).build().eval()
     x = torch.rand(2, 1, 64, 64)
     cond = condition(x, 2.0)

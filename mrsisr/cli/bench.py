@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from mrsisr.bench import DEFAULT_LIMIT
+from mrsisr.bench import DEFAULT_LIMIT, DEFAULT_SLOW_LIMIT
 from mrsisr.cli.zoo import (
     ConsistencyOption,
     SetOption,
@@ -93,6 +93,13 @@ def bench_cmd(
         int,
         typer.Option(min=0, help="Maps per scale (a seeded subset of the test maps); 0 = all."),
     ] = DEFAULT_LIMIT,
+    slow_limit: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Maps per scale for 1000-NFE models (DDPM): the first of the same maps; 0 = --limit.",
+        ),
+    ] = DEFAULT_SLOW_LIMIT,
     size: SizeOption = "small",
     seed: Annotated[int, typer.Option(help="Seed of the map choice and the sampling noise.")] = 0,
     device: Annotated[
@@ -147,6 +154,7 @@ def bench_cmd(
         data=data,
         fold=fold,
         limit=limit or None,
+        slow_limit=slow_limit or None,
         size=size,
         seed=seed,
         device=device,
@@ -179,15 +187,19 @@ def bench_table(result) -> Table:  # noqa: ANN001
         The table.
     """
     cfg = result.config
-    n = result.rows[0].n_maps if result.rows else 0
+    n = max((r.n_maps for r in result.rows), default=0)
+    fewer = sorted({f"{r.model} on {r.n_maps}" for r in result.rows if r.n_maps < n})
     title = (
-        f"mrsisr bench: {cfg['size']} size, {cfg['data']} fold {cfg['fold']}, {n} maps per scale, "
-        f"{result.machine}"
+        f"mrsisr bench: {cfg['size']} size, {cfg['data']} fold {cfg['fold']}, {n} maps per scale"
+        + (f" ({', '.join(fewer)} maps: its p-values pair on those)" if fewer else "")
+        + f", {result.machine}"
     )
     if cfg["untrained"]:
         title += f" [red]UNTRAINED (timings only): {', '.join(cfg['untrained'])}[/red]"
     table = Table(title=title, title_justify="left")
-    for col in ("model", "scale", "NFE", "s/slice", "params", "NRMSE", "PSNR", "SSIM", "p(SSIM)"):
+    first = result.rows[0].model if result.rows else ""
+    cols = ("model", "scale", "NFE", "s/slice", "params", "NRMSE", "PSNR", "SSIM")
+    for col in (*cols, f"p(SSIM) vs {first}", "p(SSIM) vs LR"):
         table.add_column(col, justify="left" if col == "model" else "right")
     last_scale = None
     for r in result.rows:
@@ -204,6 +216,7 @@ def bench_table(result) -> Table:  # noqa: ANN001
             _fmt(r.psnr_mean, r.psnr_std, 2),
             _fmt(r.ssim_mean, r.ssim_std, 3),
             _p(r.p_ssim),
+            _p(r.p_ssim_lr),
         )
     return table
 
