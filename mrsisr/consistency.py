@@ -34,8 +34,9 @@ pipe = mrsisr.load("ftddm", overrides={"consistency": {"type": "kspace"}})
 **The magnitude detail.** The protocol's LR map is the *magnitude* of the truncated image, so the
 measured block is only known up to its phase. By default the projection combines the LR magnitude
 with the phase of the estimate's own truncated image (the ground truth is then a fixed point);
-`magnitude = false` uses the block of the LR map's spectrum as it is. With `iterations > 1` the data step and the mask step alternate (projections onto convex
-sets); the mask step always comes last, so the answer stays zero outside the quality mask.
+`magnitude = false` uses the block of the LR map's spectrum as it is. With `iterations > 1` the
+data step and the mask step alternate (projections onto convex sets); the mask step always comes
+last, so the answer stays zero outside the quality mask.
 
 Examples:
     >>> import torch
