@@ -344,7 +344,9 @@ def _load_models(
     names = [m if isinstance(m, str) else m[0] for m in models]
     if len(set(names)) != len(names) or LR_INPUT in names:
         raise MrsisrError(f"--models: names must be unique and not '{LR_INPUT}', got {names}")
-    unknown = set(weights) - set(names) - {split_variant(n)[0] for n in names}
+    unknown = (
+        set(weights) - set(names) - {split_variant(m)[0] for m in models if isinstance(m, str)}
+    )
     if unknown:
         raise MrsisrError(f"--weights names models not benched: {', '.join(sorted(unknown))}")
     missing = []

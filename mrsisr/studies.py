@@ -13,12 +13,12 @@ whose rows extend the bench rows with the variant's settings, plus a figure.
 | `scale` | Fig. 6 | FTDDM conditioned on upscaling factors other than the actual one |
 | `sharpness` | Fig. 7 | FTDDM's τd from 0 to 1, with PSNR, SSIM and LPIPS (AlexNet, VGG) |
 | `ablation` | Tables 2, 3 | flow only, diffusion only, both; FTDDM's flow without mask, MRIs or guide loss |
+| `consistency` | — | every model with and without k-space data consistency (`mrsisr.consistency_study`) |
 
 Examples:
-    >>> from mrsisr.errors import MrsisrError
-from mrsisr.registries import STUDIES
+    >>> from mrsisr.registries import STUDIES
     >>> sorted(STUDIES.names())
-    ['ablation', 'scale', 'sharpness', 'solver', 'truncation']
+    ['ablation', 'consistency', 'scale', 'sharpness', 'solver', 'truncation']
 """
 
 from __future__ import annotations

@@ -174,6 +174,7 @@ def test_builtin_registries_cover_every_role():
         "samplers",
         "conditioning",
         "schedules",
+        "consistency",
         "pipelines",
         "recipes",
         "studies",

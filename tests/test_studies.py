@@ -103,7 +103,14 @@ def test_study_errors(cli, tmp_path):
     res = cli("study", "solver", "--size", "tiny", "--out", str(tmp_path / "x"))
     assert res.exit_code == 2 and "needs 'tiny' weights for ftddm" in res.output
     assert not (tmp_path / "x").exists()
-    assert set(STUDIES.names()) == {"truncation", "solver", "scale", "sharpness", "ablation"}
+    assert set(STUDIES.names()) == {
+        "truncation",
+        "solver",
+        "scale",
+        "sharpness",
+        "ablation",
+        "consistency",
+    }
     res = cli("study", "ablation", "--size", "tiny", "--out", str(tmp_path / "y"))
     assert res.exit_code == 2 and "ablation study needs 'tiny' weights" in res.output
     assert not (tmp_path / "y").exists()
