@@ -284,6 +284,7 @@ def export_run(
     dtype: torch.dtype = torch.float16,
     name: str | None = None,
     parts: Collection[str] | None = None,
+    notes: str | None = None,
 ) -> Path:
     """Copy a finished training run into the zoo as compact weights plus a card.
 
@@ -294,6 +295,7 @@ def export_run(
         name: File stem (default `<recipe>-<size>`).
         parts: Export only these parts (e.g. `["flow"]` for an ablation variant whose denoiser
             is FTDDM's shipped one); `None` exports all.
+        notes: Free text for the card's `notes` (e.g. how a fine-tuned run began).
 
     Returns:
         The written weights file, `<dest>/<name>.safetensors`.
@@ -336,6 +338,8 @@ def export_run(
     )
     if parts is not None:
         card["exported_parts"] = sorted(parts)
+    if notes:
+        card["notes"] = notes
     out.with_suffix(".json.tmp").write_text(json.dumps(card, indent=2))
     os.replace(out.with_suffix(".json.tmp"), out.with_suffix(".json"))
     return out
