@@ -311,6 +311,10 @@ def _locate(name_or_path: str | os.PathLike[str]) -> Path:
         return path
     from mrsisr.registries import RECIPES
 
+    if text not in RECIPES:  # "FTDDM" finds ftddm when the match is unique
+        folded = [n for n in RECIPES.names() if n.lower() == text.lower()]
+        if len(folded) == 1:
+            text = folded[0]
     return Path(RECIPES.get(text))
 
 

@@ -365,7 +365,8 @@ class Registry(Generic[T]):
 
     def _unknown(self, name: str) -> UnknownNameError:
         known = sorted(self._entries)
-        close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
+        folded = [k for k in known if k.lower() == str(name).lower()]
+        close = folded or difflib.get_close_matches(str(name).lower(), known, n=1, cutoff=0.5)
         hint = f" Did you mean '{close[0]}'?" if close else ""
         listing = ", ".join(known) if known else "(none)"
         return UnknownNameError(f"unknown {self.role} entry '{name}'.{hint} Available: {listing}")

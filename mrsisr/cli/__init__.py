@@ -59,14 +59,29 @@ app = typer.Typer(
     name="mrsisr",
     help="Super-resolution of MR spectroscopic imaging with deep generative models.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_show_locals=False,
     rich_markup_mode="rich",
 )
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"mrsisr {version('mrsisr')}")
+        except PackageNotFoundError:  # a source tree that was not installed
+            typer.echo("mrsisr (not installed)")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
     """Super-resolution of MR spectroscopic imaging with deep generative models."""
     warnings.showwarning = _show_warning
 

@@ -104,7 +104,7 @@ def bench_cmd(
     seed: Annotated[int, typer.Option(help="Seed of the map choice and the sampling noise.")] = 0,
     device: Annotated[
         str, typer.Option(help="auto (CUDA when present), cpu, cuda or cuda:N.")
-    ] = "cpu",
+    ] = "auto",
     out: Annotated[
         str, typer.Option("--out", "-o", help="Folder for results.json, results.csv, grid.png.")
     ] = "bench-results",
@@ -244,7 +244,7 @@ def study_cmd(
     seed: Annotated[int, typer.Option(help="Seed of the map choice and the sampling noise.")] = 0,
     device: Annotated[
         str, typer.Option(help="auto (CUDA when present), cpu, cuda or cuda:N.")
-    ] = "cpu",
+    ] = "auto",
     out: Annotated[
         str, typer.Option("--out", "-o", help="Folder for NAME.json, NAME.csv and NAME.png.")
     ] = "study-results",

@@ -52,7 +52,7 @@ def sr_cmd(
     seed: Annotated[int, typer.Option(help="Seed of the sampling noise.")] = 0,
     device: Annotated[
         str, typer.Option(help="auto (CUDA when present), cpu, cuda or cuda:N.")
-    ] = "cpu",
+    ] = "auto",
     batch: Annotated[int, typer.Option(min=1, help="Maps per sampling call.")] = 32,
     consistency: ConsistencyOption = "none",
     overwrite: Annotated[

@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from mrsisr.cli.zoo import SetOption, SizeOption, parse_overrides
+from mrsisr.cli.zoo import SetOption, SizeOption, parse_overrides, resolve_device
 from mrsisr.errors import MrsisrError
 
 console = Console()
@@ -46,7 +46,9 @@ def train_cmd(
         typer.Option(min=0, help="Linear warm-up steps (default: the recipe's, else 0)."),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of every random draw.")] = 0,
-    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    device: Annotated[
+        str, typer.Option(help="auto (CUDA when present), cpu, cuda or cuda:N.")
+    ] = "auto",
     checkpoint_every: Annotated[int, typer.Option(min=1, help="Steps between checkpoints.")] = 250,
     validate_every: Annotated[
         int, typer.Option(min=1, help="Steps between validation passes.")
@@ -76,11 +78,7 @@ def train_cmd(
     from mrsisr.train.engine import TrainConfig
     from mrsisr.train.run import train_recipe
 
-    if device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise MrsisrError("--device cuda: no CUDA device is available here; use --device cpu")
+    device = resolve_device(device)
     reuse_map, init_map = _stage_paths(reuse, "--reuse"), _stage_paths(init, "--init")
     config = TrainConfig(
         steps=steps,
