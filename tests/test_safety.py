@@ -273,7 +273,7 @@ def test_non_utf8_recipe(cli, tmp_path):
     ("card", "field"),
     [([], "JSON object"), ({"resolved_recipe": {"pipeline": {"t_start": "abc"}}}, "t_start")],
 )
-def test_weights_card_with_a_wrong_structure(tiny_weights, tmp_path, card, field):
+def test_weights_card_with_a_wrong_structure(cli, cohort5, tiny_weights, tmp_path, card, field):
     import mrsisr
 
     w = tmp_path / "w.safetensors"
@@ -281,9 +281,19 @@ def test_weights_card_with_a_wrong_structure(tiny_weights, tmp_path, card, field
     w.with_suffix(".json").write_text(json.dumps(card))
     with pytest.raises(CheckpointError, match=field):
         mrsisr.load("ftddm", size="tiny", weights=w)
+    res = cli(*bench_args(cohort5, w, tmp_path / "b"))
+    assert res.exit_code == 2 and field in one_error_line(res)
+    assert not (tmp_path / "b").exists()
 
 
-def test_corrupted_weights_are_caught_by_their_hash(tiny_weights, tmp_path):
+def bench_args(cohort, weights, out):
+    return (
+        "bench", "--models", "ftddm", "--size", "tiny", "--weights", f"ftddm={weights}",
+        "--limit", "1", "--scales", "8", "--data", str(cohort), "--out", str(out),
+    )  # fmt: skip
+
+
+def test_corrupted_weights_are_caught_by_their_hash(cli, cohort5, tiny_weights, tmp_path):
     import mrsisr
     from mrsisr.zoo import file_sha256
 
@@ -296,6 +306,9 @@ def test_corrupted_weights_are_caught_by_their_hash(tiny_weights, tmp_path):
     w.write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match="do not match the SHA-256"):
         mrsisr.load("ftddm", size="tiny", weights=w)
+    res = cli(*bench_args(cohort5, w, tmp_path / "b"))
+    assert res.exit_code == 2 and "do not match the SHA-256" in one_error_line(res)
+    assert not (tmp_path / "b").exists()
 
 
 def test_every_shipped_card_has_a_hash_that_matches():
