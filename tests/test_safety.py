@@ -226,6 +226,14 @@ def test_resume_refuses_another_run(cli, run_copy, cohort5, change, field):
     assert after == before  # weights, card and checkpoints untouched
 
 
+def test_resume_names_the_recipe_key_that_changed(cli, run_copy, cohort5):
+    res = cli(
+        *train_args(run_copy, cohort5, "--resume", "--steps", "3", "--set", "sampler.tau_d=0.5")
+    )
+    assert res.exit_code == 2
+    assert "the run was made with tables.sampler.tau_d = 0.9, not 0.5" in one_error_line(res)
+
+
 def test_second_training_in_the_same_folder_is_refused(cli, run_copy, cohort5):
     with open(run_copy / ".lock", "a+") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a training that is still running

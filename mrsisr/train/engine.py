@@ -53,6 +53,15 @@ RUN_FILE = "run.json"
 LOCK_FILE = ".lock"
 
 
+def _first_difference(a: Any, b: Any, path: str) -> tuple[str, Any, Any]:
+    """The dotted path and values of the first leaf where two JSON values differ."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b)):
+            if a.get(k) != b.get(k):
+                return _first_difference(a.get(k), b.get(k), f"{path}.{k}")
+    return path, a, b
+
+
 def _short(value: Any) -> str:
     text = json.dumps(value, default=str)
     return text if len(text) <= 80 else text[:77] + "..."
@@ -474,10 +483,10 @@ class Trainer:
             for key, value in mine.items():
                 if key in recorded and recorded[key] != value:
                     lock.release()
+                    where, was, now = _first_difference(recorded[key], value, key)
                     raise MrsisrError(
-                        f"--resume {out}: the run was made with {key} = "
-                        f"{_short(recorded[key])}, not {_short(value)}; resume with the same "
-                        "settings or choose another --out"
+                        f"--resume {out}: the run was made with {where} = {_short(was)}, not "
+                        f"{_short(now)}; resume with the same settings or choose another --out"
                     )
         else:
             tmp = out / f".{RUN_FILE}.tmp"
