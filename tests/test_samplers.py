@@ -147,7 +147,7 @@ def test_dpm_solver_pp_matches_diffusers_step_for_step():
     from diffusers import DPMSolverMultistepScheduler
 
     for t_start, steps in [(100, 10), (1000, 25)]:
-        ts = DPMSolverPP(steps=steps).timesteps(t_start, S)
+        ts = DPMSolverPP(steps=steps, spacing="time_uniform").timesteps(t_start, S)
         ref = DPMSolverMultistepScheduler(
             num_train_timesteps=1000,
             trained_betas=S.betas[1:].numpy(),
@@ -330,3 +330,48 @@ def test_dpm_solver_pp_few_steps_from_truncation_keeps_the_data_law():
         den, xs, 100, cond, sched
     )
     assert abs(out.mean().item() - m) < 0.005 and abs(out.std().item() - v) / v < 0.02
+
+
+@pytest.mark.parametrize("t_start", [1000, 100])
+def test_dpm_solver_pp_ten_logsnr_steps_keep_the_std(t_start):
+    # exact eps-predictor on Gaussian data: the default (logSNR-uniform, lower-order final) grid
+    # keeps the law within 3% at 10 steps; the time-uniform grid from T loses about a third
+    gen = torch.Generator().manual_seed(7)
+    shape = (1, 1, 128, 128)
+    cond = ones_cond(1, 128).to(dtype=torch.float64)
+    xs = start(t_start, shape, gen).double()
+    kw = {"steps": 10, "clip_denoised": False, "clamp_output": False}
+    fast = SAMPLERS.build("dpm_solver_pp", **kw)
+    assert fast.resolved_spacing == "logsnr" and fast.nfe(t_start) == 10
+    t0 = fast.timesteps(t_start, S)[0]
+    g = G[t0]
+    ideal = V if t_start == 100 else V / math.sqrt(g * V * V + 1 - g)
+    x = fast(optimal_eps, xs, t_start, cond, S)
+    assert abs(float(x.std()) / ideal - 1) < 0.03
+    uniform = SAMPLERS.build("dpm_solver_pp", spacing="time_uniform", **kw)
+    x_u = uniform(optimal_eps, xs, t_start, cond, S)
+    if t_start == 1000:
+        assert float(x_u.std()) / ideal < 0.75
+
+
+def test_dpm_solver_pp_grids():
+    assert DPMSolverPP(steps=19).resolved_spacing == "logsnr"
+    assert DPMSolverPP(steps=20).resolved_spacing == "time_uniform"
+    ts = DPMSolverPP(steps=10).timesteps(1000, S)
+    assert len(ts) == 11 and ts[0] == 996 and ts[-2:] == [1, 0]
+    lam = [0.5 * math.log(G[t] / (1 - G[t])) for t in ts[:-1]]
+    gaps = np.diff(lam)
+    assert gaps.min() > 0 and gaps.max() / gaps.min() < 2.5  # near-uniform in log-SNR
+    # denoise_to_zero: one more call, at t = 1, on either grid
+    for spacing in ("logsnr", "time_uniform"):
+        s = DPMSolverPP(steps=10, spacing=spacing, denoise_to_zero=True)
+        ts = s.timesteps(100, S)
+        assert ts[-2:] == [1, 0] and s.nfe(100) == 11 and len(set(ts)) == len(ts)
+    # short starts give fewer, still distinct steps
+    ts = DPMSolverPP(steps=10).timesteps(5, S)
+    assert ts == sorted(set(ts), reverse=True) and ts[0] == 5 and ts[-1] == 0
+    assert DPMSolverPP(steps=10).nfe(5) == len(ts) - 1 <= 5
+    from mrsisr.errors import RecipeError
+
+    with pytest.raises(RecipeError, match="spacing"):
+        DPMSolverPP(spacing="karras")
