@@ -2,6 +2,7 @@
 
 from mrsisr.samplers import (
     ancestral,  # noqa: F401
+    diffusers_adapter,  # noqa: F401
     dpm_solver_pp,  # noqa: F401
     respace,  # noqa: F401
 )
