@@ -1,8 +1,10 @@
 """Super-resolve a subject's whole 3-D volume, with uncertainty maps from repeated samples.
 
-The input is one subject folder in the real-data layout (see the Data page): metabolite maps on
-the 64×64 MRSI grid, the quality mask, T1 and FLAIR. `scale` says how coarse the maps really are:
-their acquired matrix is `64 / scale`. Every non-empty slice of every metabolite is normalised by
+The input is one subject folder in the real-data layout (see the Data page): metabolite maps, the
+quality mask, T1 and FLAIR. Maps at their acquired matrix (e.g. 16×16) are zero-filled in k-space
+to the 64×64 grid, exactly as the protocol degrades a map, and the scale is `64 / L`; for maps
+already on the 64×64 grid `scale` says how coarse they really are (acquired matrix `64 / scale`).
+Every non-empty slice of every metabolite is normalised by
 its maximum, reduced to the central `64/scale` block of its k-space (exactly as in training; a map
 that was zero-filled from that matrix passes unchanged), super-resolved, and scaled back to the
 input's units. With `samples > 1` the model is sampled that many times per slice and the mean and
@@ -29,7 +31,14 @@ import torch
 
 from mrsisr.errors import DataError, MrsisrError, RecipeError
 
-__all__ = ["SRResult", "check_scale", "sampling_overrides", "super_resolve", "write_sr"]
+__all__ = [
+    "SRResult",
+    "check_scale",
+    "resolve_scale",
+    "sampling_overrides",
+    "super_resolve",
+    "write_sr",
+]
 
 
 def sampling_overrides(
@@ -97,7 +106,8 @@ class SRResult:
 
     Attributes:
         subject: Subject id.
-        affine: The input's 4×4 affine (copied to every output).
+        affine: The 4×4 affine of the 64×64 grid (the input's, or the zero-filled grid's for
+            maps read at their acquired matrix), copied to every output.
         mean: Metabolite → super-resolved map `(S, 64, 64)` in the input's units (the mean of the
             samples).
         std: Metabolite → per-voxel standard deviation over the samples (only when `samples > 1`).
@@ -105,6 +115,7 @@ class SRResult:
         samples: Samples per slice.
         scale: Upscaling factor.
         info: Provenance (model, size, NFE, slices done).
+        header: The source map's NIfTI header, carried over to the outputs (`None`: a fresh one).
     """
 
     subject: str
@@ -115,14 +126,15 @@ class SRResult:
     samples: int
     scale: float
     info: dict[str, Any] = field(default_factory=dict)
+    header: Any = None
 
 
 def super_resolve(
     pipeline: Any,
     subject: Any,
-    scale: float,
+    scale: float | None = None,
     *,
-    samples: int = 1,
+    samples: int = 4,
     metabolites: Sequence[str] | None = None,
     batch: int = 32,
     seed: int = 0,
@@ -135,40 +147,40 @@ def super_resolve(
         pipeline: A ready pipeline (e.g. from [`mrsisr.load`][mrsisr.zoo.load]).
         subject: A [`Subject`][mrsisr.data.nifti.Subject] or a subject folder.
         scale: Upscaling factor; the maps' acquired matrix is `64 / scale` (8, 4 or 2 in the
-            paper).
-        samples: Samples per slice; more than 1 gives the standard-deviation maps.
+            paper). `None` takes it from maps read at their acquired matrix (`64 / L`).
+        samples: Samples per slice: the output is their mean and, with more than 1, their
+            standard deviation (the uncertainty). 4 by default: a single sample of a generative
+            model carries its sampling noise.
         metabolites: Metabolites to super-resolve (default: every map the subject has).
         batch: Maps per sampling call (each repeated `samples` times).
         seed: Seed of the sampling noise.
         device: Where to sample.
-        progress: Called as `progress(done, total)` after each batch.
+        progress: Called as `progress(done, total)` after each network evaluation (for one-step
+            models, after each batch), counted over the whole subject.
 
     Returns:
         The [`SRResult`][mrsisr.sr.SRResult].
 
     Raises:
-        DataError: If the scale is not usable or the subject has nothing to super-resolve.
+        DataError: If the scale is not usable, disagrees with the maps' acquired matrix, or the
+            subject has nothing to super-resolve.
     """
     from mrsisr.data import MRSIDataset, collate, load_subject
     from mrsisr.data.degrade import _check_size
 
-    check_scale(scale)
     sub = subject if not isinstance(subject, (str, os.PathLike)) else load_subject(subject)
+    scale = resolve_scale(scale, getattr(sub, "native_size", None), sub.subject)
     if samples < 1:
         raise MrsisrError(f"--samples must be at least 1, got {samples}")
-    lr_size = 64 / float(scale)
-    if abs(lr_size - round(lr_size)) > 1e-9:
-        raise DataError(
-            f"--scale {scale}: 64 / scale must be a whole matrix size such as 8, 16, 32"
-        )
-    _check_size(int(round(lr_size)), 64)
+    lr_size = int(round(64 / scale))
+    _check_size(lr_size, 64)
     mets = tuple(metabolites) if metabolites else sub.metabolites
     missing = [m for m in mets if m not in sub.maps]
     if missing:
         raise DataError(
             f"{sub.subject}: no map for {', '.join(missing)}; it has {', '.join(sub.metabolites)}"
         )
-    data = MRSIDataset([sub], metabolites=mets, lr_size=int(round(lr_size)))
+    data = MRSIDataset([sub], metabolites=mets, lr_size=lr_size)
     if len(data) == 0:
         raise DataError(
             f"{sub.subject}: every map is empty inside its mask; nothing to super-resolve"
@@ -178,26 +190,33 @@ def super_resolve(
     mean = {m: np.zeros(sub.shape, np.float32) for m in mets}
     std = {m: np.zeros(sub.shape, np.float32) for m in mets} if samples > 1 else {}
     lr = {m: np.zeros(sub.shape, np.float32) for m in mets}
-    done = 0
-    for start in range(0, len(data), batch):
-        items = [data[i] for i in range(start, min(start + batch, len(data)))]
-        b = collate(items).to(device)
-        with torch.no_grad():
-            x = pipeline.sample(b.cond.repeat(samples), generator=gen)
-        x = x.view(len(items), samples, *x.shape[-2:]).float()
-        x = x * b.cond.mask  # (B, 1, H, W) broadcasts over the samples
-        top = b.max_value.view(-1, 1, 1, 1).float()
-        mu = (x.mean(1, keepdim=True) * top).cpu().numpy()
-        sd = (x.std(1, unbiased=False, keepdim=True) * top).cpu().numpy() if samples > 1 else None
-        low = (b.cond.lr.clamp(0, 1) * b.cond.mask * top).cpu().numpy()
-        for j, item in enumerate(items):
-            mean[item.metabolite][item.slice_index] = mu[j, 0]
-            lr[item.metabolite][item.slice_index] = low[j, 0]
-            if sd is not None:
-                std[item.metabolite][item.slice_index] = sd[j, 0]
-        done += len(items)
-        if progress is not None:
-            progress(done, len(data))
+    nfe = int(getattr(pipeline, "nfe", 1)) or 1
+    n_batches = -(-len(data) // batch)
+    counter = _NFECounter(pipeline, nfe * n_batches, progress)
+    try:
+        for start in range(0, len(data), batch):
+            items = [data[i] for i in range(start, min(start + batch, len(data)))]
+            b = collate(items).to(device)
+            with torch.no_grad():
+                x = pipeline.sample(b.cond.repeat(samples), generator=gen)
+            counter.batch_done()
+            x = x.view(len(items), samples, *x.shape[-2:]).float()
+            x = x * b.cond.mask  # (B, 1, H, W) broadcasts over the samples
+            top = b.max_value.view(-1, 1, 1, 1).float()
+            mu = (x.mean(1, keepdim=True) * top).cpu().numpy()
+            sd = (
+                (x.std(1, unbiased=False, keepdim=True) * top).cpu().numpy()
+                if samples > 1
+                else None
+            )
+            low = (b.cond.lr.clamp(0, 1) * b.cond.mask * top).cpu().numpy()
+            for j, item in enumerate(items):
+                mean[item.metabolite][item.slice_index] = mu[j, 0]
+                lr[item.metabolite][item.slice_index] = low[j, 0]
+                if sd is not None:
+                    std[item.metabolite][item.slice_index] = sd[j, 0]
+    finally:
+        counter.close()
     return SRResult(
         subject=sub.subject,
         affine=np.asarray(sub.affine, dtype=np.float64),
@@ -206,8 +225,79 @@ def super_resolve(
         lr=lr,
         samples=int(samples),
         scale=float(scale),
-        info={"maps": len(data), "nfe": int(getattr(pipeline, "nfe", 0))},
+        info={
+            "maps": len(data),
+            "nfe": nfe,
+            "native_matrix": getattr(sub, "native_size", None),
+        },
+        header=getattr(sub, "header", None),
     )
+
+
+class _NFECounter:
+    """Counts network evaluations of a pipeline's denoiser for a progress callback."""
+
+    def __init__(
+        self, pipeline: Any, total: int, progress: Callable[[int, int], None] | None
+    ) -> None:
+        self.done, self.total, self.progress = 0, int(total), progress
+        self.per_batch = int(getattr(pipeline, "nfe", 1)) or 1
+        self.seen_in_batch = 0
+        denoiser = getattr(pipeline, "denoiser", None)
+        self.hook = (
+            denoiser.register_forward_hook(lambda *_: self._tick())
+            if progress is not None and isinstance(denoiser, torch.nn.Module)
+            else None
+        )
+
+    def _tick(self, n: int = 1) -> None:
+        self.done = min(self.done + n, self.total)
+        self.seen_in_batch += n
+        if self.progress is not None:
+            self.progress(self.done, self.total)
+
+    def batch_done(self) -> None:
+        """Account for the evaluations of a batch that no hook saw (one-step models, flows)."""
+        rest = self.per_batch - self.seen_in_batch
+        if rest > 0:
+            self._tick(rest)
+        self.seen_in_batch = 0
+
+    def close(self) -> None:
+        """Remove the hook."""
+        if self.hook is not None:
+            self.hook.remove()
+
+
+def resolve_scale(scale: float | None, native_size: int | None, where: str = "input") -> float:
+    """The upscaling factor from `--scale` and the maps' acquired matrix, which must agree.
+
+    Args:
+        scale: The factor asked for, or `None`.
+        native_size: In-plane matrix `L` of maps read at their acquired resolution, or `None`
+            for maps given on the 64×64 grid.
+        where: What to name in messages (the subject).
+
+    Returns:
+        The factor: `scale`, or `64 / L` when `scale` is `None`.
+
+    Raises:
+        DataError: If neither is known, or they disagree.
+    """
+    if native_size:
+        implied = 64 / int(native_size)
+        if scale is not None and abs(check_scale(scale) - implied) > 1e-9:
+            raise DataError(
+                f"{where}: the maps are {native_size}×{native_size}, i.e. ×{implied:g}, not "
+                f"--scale {scale:g}; drop --scale or pass {implied:g}"
+            )
+        return implied
+    if scale is None:
+        raise DataError(
+            f"{where}: the maps are on the 64×64 grid, so their acquired matrix is unknown; pass "
+            "--scale (64 / acquired matrix, e.g. 4 for 16×16)"
+        )
+    return check_scale(scale)
 
 
 def check_scale(scale: float) -> float:
@@ -282,7 +372,8 @@ def write_sr(
                 volumes["_std"] = result.std[met]
             for suffix, vol in volumes.items():
                 name = f"{met}{suffix}.nii.gz"
-                write_nifti(tmp / name, np.moveaxis(vol, 0, 2), result.affine)  # (S,x,y)->(x,y,S)
+                # (S, x, y) -> (x, y, S); the source map's header, with the 64 grid's affine
+                write_nifti(tmp / name, np.moveaxis(vol, 0, 2), result.affine, result.header)
                 names.append(name)
         info = dict(result.info, subject=result.subject, samples=result.samples, scale=result.scale)
         (tmp / "sr.json").write_text(json.dumps(info, indent=2) + "\n")

@@ -147,3 +147,104 @@ def test_load_refuses_another_t_start_for_a_trained_initializer(tiny_ftddm, tmp_
     assert mrsisr.load("ftddm", size="tiny", weights=weights).t_start == 100
     with pytest.raises(CheckpointError, match="t_start=100, not 50"):
         mrsisr.load("ftddm", size="tiny", weights=weights, overrides={"pipeline.t_start": 50})
+
+
+def _native_subject(src, dst, size=16):
+    """A subject acquired at `size`×`size`: the central k-space block of each phantom map, with
+    its own header (sform code 2, no qform, descrip, dim_info), a mask on the acquired grid."""
+    dst.mkdir()
+    f = 64 // size
+    for met in ("NAA", "tCho"):
+        img = nib.load(src / f"{met}.nii.gz")
+        hr = np.moveaxis(np.asarray(img.dataobj, dtype=np.float64), 2, 0)
+        k = np.fft.fftshift(
+            np.fft.fft2(np.fft.ifftshift(hr, axes=(1, 2)), norm="ortho"), axes=(1, 2)
+        )
+        c = slice(32 - size // 2, 32 + size // 2)
+        block = k[:, c, c]
+        low = np.fft.fftshift(
+            np.fft.ifft2(np.fft.ifftshift(block, axes=(1, 2)), norm="ortho"), axes=(1, 2)
+        )
+        # the amplitude of an image on the coarse matrix: complex (with its phase) for NAA,
+        # a magnitude map, as most fitting tools write, for tCho
+        native = low / f if met == "NAA" else np.abs(low) / f
+        aff = img.affine @ np.diag([f, f, 1.0, 1.0])
+        dtype = np.complex64 if np.iscomplexobj(native) else np.float32
+        out = nib.Nifti1Image(np.moveaxis(native, 0, 2).astype(dtype), aff)
+        out.set_sform(aff, code=2)
+        out.set_qform(None, code=0)
+        out.header["descrip"] = b"LCModel fit, CSI 16x16"
+        out.header.set_dim_info(freq=0, phase=1, slice=2)
+        out.header.set_xyzt_units("mm", "sec")
+        nib.save(out, dst / f"{met}.nii.gz")
+    mask = nib.load(src / "mask.nii.gz")
+    coarse = np.asarray(mask.dataobj)[::f, ::f]
+    nib.save(nib.Nifti1Image(coarse, mask.affine @ np.diag([f, f, 1.0, 1.0])), dst / "mask.nii.gz")
+    for mri in ("T1", "FLAIR"):
+        shutil.copy(src / f"{mri}.nii.gz", dst / f"{mri}.nii.gz")
+    return dst
+
+
+def test_sr_takes_a_native_16x16_acquisition_and_keeps_its_header(
+    cli, cohort5, tiny_ftddm, tmp_path
+):
+    from mrsisr.data import load_subject
+    from mrsisr.data.degrade import kspace_lowres, zero_fill, zero_fill_affine
+
+    src = sorted(p for p in cohort5.iterdir() if p.is_dir())[0]
+    sub = _native_subject(src, tmp_path / "sub-native")
+    loaded = load_subject(sub)
+    assert loaded.native_size == 16 and loaded.shape[1:] == (64, 64)
+    # the zero-filled map is the protocol's LR map of the 64-grid original (inside the mask)
+    hr = np.moveaxis(np.asarray(nib.load(src / "NAA.nii.gz").dataobj, dtype=np.float64), 2, 0)
+    inside = loaded.masks["NAA"]
+    want = kspace_lowres(hr, 16)
+    assert np.abs(loaded.maps["NAA"] - want)[inside].max() < 1e-4 * want.max()
+    # a magnitude map is zero-filled as it is (its phase is lost: close to, not equal to, the above)
+    mag = np.moveaxis(np.asarray(nib.load(sub / "tCho.nii.gz").dataobj), 2, 0)
+    inside = loaded.masks["tCho"]
+    assert np.allclose(loaded.maps["tCho"][inside], zero_fill(mag)[inside], atol=1e-5)
+    native_aff = nib.load(sub / "NAA.nii.gz").affine
+    assert np.allclose(loaded.affine, zero_fill_affine(native_aff, 16))
+    assert np.allclose(loaded.affine, nib.load(src / "NAA.nii.gz").affine)  # the phantom's grid
+
+    out = tmp_path / "sr"
+    args = ["sr", "ftddm", "--size", "tiny", "--weights", str(tiny_ftddm), "--input", str(sub)]
+    res = cli(*args, "--samples", "2", "--steps", "3", "--out", str(out))
+    assert res.exit_code == 0, res.output
+    assert "×4" in res.output
+    for name in ("NAA", "NAA_std", "NAA_lr", "tCho"):
+        img = nib.load(out / f"{name}.nii.gz")
+        assert img.shape[:2] == (64, 64) and np.allclose(img.affine, loaded.affine)
+        h = img.header
+        assert int(h["sform_code"]) == 2 and int(h["qform_code"]) == 0
+        assert h["descrip"].tobytes().rstrip(b"\0") == b"LCModel fit, CSI 16x16"
+        assert h.get_dim_info() == (0, 1, 2)
+    info = json.loads((out / "sr.json").read_text())
+    assert info["scale"] == 4.0 and info["native_matrix"] == 16 and info["samples"] == 2
+    for key in ("mrsisr_version", "seed", "device", "dtype", "command", "inputs", "wall_time_s"):
+        assert key in info, key
+    assert list(info["weights_sha256"].values())[0] == __import__("mrsisr.zoo").zoo.file_sha256(
+        tiny_ftddm
+    )
+    assert info["command"].startswith("mrsisr sr ftddm")
+    # a scale that disagrees with the acquired matrix is refused, nothing written
+    bad = cli(*args, "--scale", "2", "--out", str(tmp_path / "bad"))
+    assert bad.exit_code == 2 and "16×16" in bad.output and "×4" in bad.output
+    assert not (tmp_path / "bad").exists()
+
+
+def test_maps_on_the_64_grid_need_a_scale_and_odd_matrices_are_refused(
+    cli, cohort5, tiny_ftddm, tmp_path
+):
+    from mrsisr.data import check_subject_dir
+
+    src = sorted(p for p in cohort5.iterdir() if p.is_dir())[0]
+    res = cli("sr", "ftddm", "--size", "tiny", "--weights", str(tiny_ftddm), "--input", str(src),
+              "--out", str(tmp_path / "o"))  # fmt: skip
+    assert res.exit_code == 2 and "pass --scale" in res.output
+    odd = tmp_path / "odd"
+    shutil.copytree(src, odd)
+    img = nib.load(odd / "NAA.nii.gz")
+    nib.save(nib.Nifti1Image(np.ones((15, 15, 3), np.float32), img.affine), odd / "NAA.nii.gz")
+    assert any("15×15" in p and "acquired square matrix" in p for p in check_subject_dir(odd))

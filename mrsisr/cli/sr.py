@@ -21,9 +21,6 @@ def sr_cmd(
     input: Annotated[  # noqa: A002
         str, typer.Option("--input", "-i", help="Subject folder in the NIfTI layout.")
     ],
-    scale: Annotated[
-        float, typer.Option(help="Upscaling factor: the maps' acquired matrix is 64 / scale.")
-    ],
     out: Annotated[
         str,
         typer.Option(
@@ -32,9 +29,22 @@ def sr_cmd(
             help="Output folder: new or empty; with --overwrite also an earlier `mrsisr sr` output.",
         ),
     ],
+    scale: Annotated[
+        float | None,
+        typer.Option(
+            help="Upscaling factor: the maps' acquired matrix is 64 / scale. Inferred from maps "
+            "given at their acquired matrix (e.g. 16×16 → 4); required for maps on the 64×64 grid."
+        ),
+    ] = None,
     samples: Annotated[
-        int, typer.Option(min=1, help="Samples per slice; more than 1 adds <met>_std maps.")
-    ] = 1,
+        int,
+        typer.Option(
+            min=1,
+            help="Samples per slice. The output is their mean, and <met>_std maps their spread "
+            "(the uncertainty); time grows linearly with it. 1 is fastest but keeps one draw's "
+            "sampling noise; --tau-d 0 makes an ancestral chain nearly deterministic instead.",
+        ),
+    ] = 4,
     tau_d: Annotated[
         float | None, typer.Option("--tau-d", help="Step-noise temperature (sharpness).")
     ] = None,
@@ -70,15 +80,19 @@ def sr_cmd(
     (the per-voxel standard deviation: uncertainty, when --samples > 1), `<met>_lr.nii.gz` (the
     low-resolution input the model saw) and `sr.json`.
     """
+    params = dict(locals())  # the options as parsed, for the provenance record
+    import time
     from pathlib import Path
 
+    import mrsisr
     from mrsisr.cli.bench import parse_list
     from mrsisr.data import check_subject_dir, load_subject
     from mrsisr.outputs import prepare_out
-    from mrsisr.sr import check_scale, sampling_overrides, super_resolve, write_sr
-    from mrsisr.zoo import load
+    from mrsisr.sr import check_scale, resolve_scale, sampling_overrides, super_resolve, write_sr
+    from mrsisr.zoo import file_sha256, load, weights_path
 
-    check_scale(scale)
+    if scale is not None:
+        check_scale(scale)
     with_consistency([], consistency, allow_both=False)  # validates the value
     device = resolve_device(device)
     # before any work: may this folder be written (never the input, the current folder, ...)?
@@ -98,32 +112,105 @@ def sr_cmd(
             file=sys.stderr,
         )
         raise typer.Exit(2)
+    subject = load_subject(input)
+    scale = resolve_scale(scale, subject.native_size, input)
+    if subject.native_size:
+        n = subject.native_size
+        console.print(
+            f"{subject.subject}: {n}×{n} maps, zero-filled to 64×64 in k-space: ×{scale:g}"
+        )
     overrides = sampling_overrides(name, size, steps=steps, tau_d=tau_d, tau_f=tau_f)
     if consistency == "kspace":
         overrides["consistency"] = {"type": "kspace"}
     pipeline = load(name, size=size, weights=weights, overrides=overrides, device=device)
-    subject = load_subject(input)
-    with console.status("") as status:
+    mets = parse_list(metabolites, "--metabolites") if metabolites else None
+    started = time.perf_counter()
+    with _nfe_bar() as bar:
+        task = bar.add_task(subject.subject, total=None)
 
         def tick(done: int, total: int) -> None:
-            status.update(f"{subject.subject}: {done}/{total} maps super-resolved")
+            bar.update(task, completed=done, total=total)
 
         result = super_resolve(
             pipeline,
             subject,
             scale,
             samples=samples,
-            metabolites=parse_list(metabolites, "--metabolites") if metabolites else None,
+            metabolites=mets,
             batch=batch,
             seed=seed,
             device=device,
             progress=tick,
         )
-    result.info.update(model=name, size=size, weights=weights or "shipped", overrides=overrides)
+    from mrsisr.recipes import load_recipe
+
+    recipe_name = load_recipe(name, size=size).name
+    source = Path(weights) if weights else weights_path(recipe_name, size)
+    files = [source / "weights.safetensors"] if source.is_dir() else [source]
+    result.info.update(
+        mrsisr_version=mrsisr.__version__,
+        model=name,
+        recipe=recipe_name,
+        size=size,
+        weights=weights or "shipped",
+        weights_sha256={str(f): file_sha256(f) for f in files if f.is_file()},
+        overrides=overrides,
+        seed=seed,
+        device=str(device),
+        dtype=_dtype(pipeline),
+        command=_command_line(params),
+        inputs=[str(Path(input).resolve())],
+        wall_time_s=round(time.perf_counter() - started, 3),
+    )
     written = write_sr(result, out, overwrite=overwrite, inputs=[input])
     console.print(
         f"{result.subject}: {result.info['maps']} maps at ×{scale:g}, {samples} sample(s) each, "
         f"NFE {result.info['nfe']}; wrote {len(written)} files to {out}"
+    )
+
+
+def _command_line(params: dict) -> str:
+    """The command as run, rebuilt from the parsed options (every value, defaults included)."""
+    import shlex
+
+    words = ["mrsisr", "sr", str(params["name"])]
+    for key, value in params.items():
+        if key == "name" or value is None or value is False:
+            continue
+        flag = "--" + key.replace("_", "-")
+        words += [flag] if value is True else [flag, str(value)]
+    return shlex.join(words)
+
+
+def _dtype(pipeline: object) -> str:
+    import torch
+
+    if isinstance(pipeline, torch.nn.Module):
+        for p in pipeline.parameters():
+            return str(p.dtype).replace("torch.", "")
+    return "float32"
+
+
+def _nfe_bar():
+    """One rich bar over the subject's network evaluations, with ETA."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("network evaluations"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
     )
 
 

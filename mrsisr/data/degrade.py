@@ -131,3 +131,63 @@ def kspace_lowres(x: ArrayT, size: int) -> ArrayT:
         return np.abs(img).astype(out_dtype, copy=False)
     out = img.abs()
     return out.to(x.dtype) if x.is_floating_point() else out
+
+
+def zero_fill(x: np.ndarray, grid: int = GRID) -> np.ndarray:
+    """Zero-fill native low-resolution maps to the `grid×grid` MRSI grid through k-space.
+
+    A map acquired on an `L×L` matrix is the inverse transform of the central `L×L` block of
+    k-space. Placing that block, unchanged, in the centre of a zero `grid×grid` k-space (same
+    centred, orthonormal convention as [`kspace_truncate`][mrsisr.data.degrade.kspace_truncate])
+    and taking the magnitude of the inverse transform gives the low-resolution map exactly as the
+    protocol makes it from a `grid×grid` map. The amplitude is rescaled by `grid / L` so that a
+    constant map keeps its value.
+
+    Args:
+        x: Real or complex maps `(..., L, L)`, `L` even and at most `grid`.
+        grid: Output matrix size (64 in mrsisr).
+
+    Returns:
+        float32 magnitude maps `(..., grid, grid)`.
+
+    Raises:
+        DataError: If the maps are not square with an even size of at most `grid`.
+
+    Examples:
+        >>> import numpy as np
+        >>> from mrsisr.data.degrade import zero_fill
+        >>> y = zero_fill(np.full((16, 16), 3.0))
+        >>> y.shape, bool(np.allclose(y, 3.0, atol=1e-5))
+        ((64, 64), True)
+    """
+    x = np.asarray(x)
+    if x.ndim < 2 or x.shape[-1] != x.shape[-2]:
+        raise DataError(f"zero-filling needs square maps (..., L, L), got shape {x.shape}")
+    size = int(x.shape[-1])
+    _check_size(size, grid)
+    ax = (-2, -1)
+    k = np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(x, axes=ax), norm="ortho"), axes=ax)
+    full = np.zeros((*x.shape[:-2], grid, grid), dtype=np.complex128)
+    block = _block(grid, size)
+    full[..., block, block] = k
+    img = np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(full, axes=ax), norm="ortho"), axes=ax)
+    return (np.abs(img) * (grid / size)).astype(np.float32)
+
+
+def zero_fill_affine(affine: np.ndarray, size: int, grid: int = GRID) -> np.ndarray:
+    """The affine of the `grid×grid` zero-filled grid, from a native `size×size` map's affine.
+
+    In the centred FFT convention the native voxel `i` and the fine voxel `u` sample the same
+    point when `u - grid/2 = (i - size/2) · grid/size`, that is `i = u · size/grid`: the field of
+    view and its centre are kept, the in-plane voxels are `grid/size` times smaller.
+
+    Args:
+        affine: 4×4 voxel-to-world affine of the native maps (index order `(x, y, slice)`).
+        size: Native in-plane matrix `L`.
+        grid: Output matrix size.
+
+    Returns:
+        The 4×4 affine of the zero-filled maps.
+    """
+    f = size / grid
+    return np.asarray(affine, dtype=np.float64) @ np.diag([f, f, 1.0, 1.0])

@@ -28,9 +28,11 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from mrsisr.data.degrade import zero_fill, zero_fill_affine
 from mrsisr.errors import DataError
 
 METABOLITES: tuple[str, ...] = ("tCr", "tCho", "NAA", "Glu", "Ins", "Gln", "Gly")
@@ -71,6 +73,11 @@ class Subject:
         flair: FLAIR resampled onto the MRSI grid, float32 `(S, 64, 64)`.
         affine: 4×4 voxel-to-world affine of the MRSI grid (NIfTI index order `(x, y, slice)`).
         shape: `(S, 64, 64)`.
+        native_size: In-plane matrix `L` of maps read at their acquired resolution and
+            zero-filled to 64×64 (`None` for maps given on the 64×64 grid); the upscaling factor
+            is then `64 / L`.
+        header: The NIfTI header of the first metabolite map (codes, units, descrip), kept for
+            the outputs; `None` for the numpy layout.
     """
 
     subject: str
@@ -80,6 +87,8 @@ class Subject:
     flair: np.ndarray
     affine: np.ndarray = field(default_factory=lambda: np.diag([*MRSI_VOXEL_MM, 1.0]))
     shape: tuple[int, int, int] = (0, GRID, GRID)
+    native_size: int | None = None
+    header: Any = None
 
     @property
     def metabolites(self) -> tuple[str, ...]:
@@ -269,15 +278,19 @@ def _fmt(p: Path) -> str:
     return str(p)
 
 
-def _load_nifti(p: Path, problems: list[str]):
+def _load_nifti(p: Path, problems: list[str], headers: dict[Path, Any] | None = None):
     import nibabel as nib
 
     try:
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # nibabel warns about odd headers; we check below
             img = nib.load(str(p))
-            data = np.asarray(img.dataobj, dtype=np.float32)
+            raw = np.asarray(img.dataobj)
+            # complex data (a map's truncated image, with its phase) is kept for zero-filling
+            data = raw.astype(np.complex128 if np.iscomplexobj(raw) else np.float32)
             affine = np.asarray(img.affine, dtype=np.float64)
+            if headers is not None:
+                headers[p] = img.header.copy()
     except Exception as e:  # nibabel raises many types for bad files
         problems.append(
             f"{_fmt(p)}: cannot be read as NIfTI ({type(e).__name__}: {e}); re-export it"
@@ -328,7 +341,12 @@ def _as_3d(p: Path, data: np.ndarray, problems: list[str], what: str) -> np.ndar
 
 
 def _read_mask(
-    p: Path, ref_file: Path, ref_shape: tuple, ref_affine: np.ndarray, problems: list[str]
+    p: Path,
+    ref_file: Path,
+    ref_shape: tuple,
+    ref_affine: np.ndarray,
+    problems: list[str],
+    native: tuple[tuple, np.ndarray] | None = None,
 ) -> np.ndarray | None:
     data, aff = _load_nifti(p, problems)
     if data is None:
@@ -336,6 +354,14 @@ def _read_mask(
     data = _as_3d(p, data, problems, "the mask")
     if data is None:
         return None
+    if (
+        native is not None
+        and data.shape == native[0]
+        and np.allclose(aff, native[1], atol=AFFINE_TOL_MM)
+    ):  # a mask on the maps' acquired grid: each voxel covers its fine voxels
+        up = _nearest_index(int(native[0][0]))
+        data = data[up][:, up]
+        aff = ref_affine
     if data.shape != ref_shape:
         msg = f"shape {data.shape} differs from the maps {ref_shape}; save it on the MRSI grid"
     elif not np.allclose(aff, ref_affine, atol=AFFINE_TOL_MM):
@@ -368,18 +394,27 @@ def _read_nifti_subject(d: Path, want_data: bool) -> tuple[Subject | None, list[
     ref_shape: tuple[int, ...] | None = None
     ref_file: Path | None = None
     maps: dict[str, np.ndarray] = {}
+    headers: dict[Path, Any] = {}
     for m in mets:
         p = files[m]
-        data, aff = _load_nifti(p, problems)
+        data, aff = _load_nifti(p, problems, headers)
         if data is None:
             continue
         data = _as_3d(p, data, problems, "the map")
         if data is None:
             continue
-        if data.shape[:2] != (GRID, GRID):
+        nx, ny = data.shape[:2]
+        if np.iscomplexobj(data) and (nx, ny) == (GRID, GRID):
             problems.append(
-                f"{_fmt(p)}: in-plane matrix is {data.shape[0]}×{data.shape[1]}; resample the map "
-                f"to {GRID}×{GRID}"
+                f"{_fmt(p)}: complex map on the {GRID}×{GRID} grid; complex data is read at the "
+                "acquired matrix only (give the magnitude on this grid)"
+            )
+            continue
+        if (nx, ny) != (GRID, GRID) and (nx != ny or nx % 2 or not 2 <= nx < GRID):
+            problems.append(
+                f"{_fmt(p)}: in-plane matrix is {nx}×{ny}; give the maps on the {GRID}×{GRID} "
+                f"MRSI grid or at their acquired square matrix (an even size below {GRID}, "
+                "e.g. 16×16)"
             )
             continue
         if ref_affine is None:
@@ -399,15 +434,33 @@ def _read_nifti_subject(d: Path, want_data: bool) -> tuple[Subject | None, list[
                     "the same reconstruction"
                 )
                 continue
-        if not _check_values(p, data, problems, "map"):
+        if not _check_values(p, np.abs(data) if np.iscomplexobj(data) else data, problems, "map"):
             continue
         maps[m] = data
+    native: int | None = None
+    native_grid: tuple[tuple, np.ndarray] | None = None
+    nonzero = {m: data != 0 for m, data in maps.items()}
+    if ref_shape is not None and ref_shape[0] != GRID:
+        # maps at their acquired matrix: zero-fill k-space to the 64 grid, as the protocol does
+        native, native_grid = int(ref_shape[0]), (ref_shape, ref_affine)
+        up = _nearest_index(native)
+        maps = {m: np.moveaxis(zero_fill(np.moveaxis(d, 2, 0)), 0, 2) for m, d in maps.items()}
+        nonzero = {m: nz[up][:, up] for m, nz in nonzero.items()}
+        ref_affine = zero_fill_affine(ref_affine, native)
+        ref_shape = (GRID, GRID, ref_shape[2])
     mask = None
     if "mask" in files and ref_affine is not None:
-        mask = _read_mask(files["mask"], ref_file, ref_shape, ref_affine, problems)
+        mask = _read_mask(
+            files["mask"],
+            ref_file,
+            ref_shape,
+            ref_affine,
+            problems,
+            native=native_grid,
+        )
     masks: dict[str, np.ndarray] = {}
-    for m, data in maps.items():
-        mm = data != 0
+    for m in maps:
+        mm = nonzero[m]
         if mask is not None:
             mm &= mask
         if not mm.any():
@@ -461,8 +514,15 @@ def _read_nifti_subject(d: Path, want_data: bool) -> tuple[Subject | None, list[
         flair=to_s(mris["flair"]),
         affine=ref_affine,
         shape=(ref_shape[2], GRID, GRID),
+        native_size=native,
+        header=headers.get(ref_file),
     )
     return sub, problems
+
+
+def _nearest_index(size: int, grid: int = GRID) -> np.ndarray:
+    """For each fine voxel `u`, the native voxel nearest to it (`i = u · size / grid`)."""
+    return np.minimum(np.floor(np.arange(grid) * size / grid + 0.5).astype(int), size - 1)
 
 
 def _block_mean(a: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
@@ -611,23 +671,39 @@ def check_dataset(path: str | Path) -> list[str]:
     return problems
 
 
-def write_nifti(path: str | os.PathLike[str], data: np.ndarray, affine: np.ndarray) -> None:
+def write_nifti(
+    path: str | os.PathLike[str], data: np.ndarray, affine: np.ndarray, header: Any = None
+) -> None:
     """Write a gzipped NIfTI-1 volume, byte-identical for identical input.
 
-    The header is fixed (units mm, qform and sform codes 1 from `affine`) and gzip stores no
-    timestamp, so the same data give the same bytes.
+    Without `header` the header is fixed (units mm, qform and sform codes 1 from `affine`). With
+    the source map's `header`, the output keeps its sform and qform codes, units, `descrip`,
+    `dim_info` and intent, and takes `affine` (the output grid's) and float32 data. gzip stores
+    no timestamp, so the same data give the same bytes.
 
     Args:
         path: Output file (`.nii.gz`).
         data: The volume, in NIfTI index order `(x, y, slice)`.
         affine: 4×4 voxel-to-world affine.
+        header: A nibabel NIfTI header to carry over (e.g.
+            [`Subject.header`][mrsisr.data.nifti.Subject]).
     """
     import nibabel as nib
 
-    img = nib.Nifti1Image(np.asarray(data), affine)
-    img.header.set_xyzt_units("mm", "sec")
-    img.set_qform(affine, code=1)
-    img.set_sform(affine, code=1)
+    data = np.asarray(data, dtype=np.float32)
+    if header is None:
+        img = nib.Nifti1Image(data, affine)
+        img.header.set_xyzt_units("mm", "sec")
+        img.set_qform(affine, code=1)
+        img.set_sform(affine, code=1)
+    else:
+        src = nib.Nifti1Header.from_header(header)
+        s_code, q_code = int(src["sform_code"]), int(src["qform_code"])
+        img = nib.Nifti1Image(data, affine, header=src)
+        img.header.set_data_dtype(np.float32)
+        img.header.set_slope_inter(None, None)
+        img.set_qform(affine, code=q_code)
+        img.set_sform(affine, code=s_code)
     Path(path).write_bytes(gzip.compress(img.to_bytes(), compresslevel=1, mtime=0))
 
 
