@@ -54,18 +54,19 @@ __all__ = [
 BENCH_SCALES: tuple[int, ...] = (8, 4, 2)
 """The paper's upscaling factors (low-resolution matrices 8×8, 16×16 and 32×32)."""
 
-DEFAULT_LIMIT = 2
+DEFAULT_LIMIT = 10
+"""Default maps per scale, so that `ftddm,tdpm,ddpm` at `small` size fit in 10 minutes on 2 CPU cores.
+
+The 101-NFE models take about 4 s per map on 2 CPU cores at `small` size; 10 maps allow a paired
+Wilcoxon p down to 0.002. DDPM's 1000 network evaluations (about 40 s per map) run on
+`DEFAULT_SLOW_LIMIT` of the same maps.
+"""
 
 DEFAULT_SLOW_LIMIT = 2
 """Default maps per scale of 1000-NFE models in `mrsisr bench`."""
 
 SLOW_NFE = 500
 """Models with at least this many network evaluations per map run on `slow_limit` maps."""
-"""Default maps per scale, so that `ftddm,tdpm,ddpm` at `small` size fit in 10 minutes on 2 CPU cores.
-
-DDPM takes 1000 network evaluations per map (about 43 s per map on 2 CPU cores at `small` size;
-4 maps per scale took 11.7 minutes), so statistics need a GPU or patience: pass `--limit`.
-"""
 
 METRICS = ("nrmse", "psnr", "ssim")
 """The paper's metrics, in Table 1's order."""
@@ -158,13 +159,23 @@ class BenchResult:
         """Return the JSON-able summary written to `results.json`.
 
         Returns:
-            `{"rows": [...], "config": {...}, "machine": str, "maps": [...]}`.
+            `{"rows": [...], "config": {...}, "machine": str, "maps": [...], "scores": {...}}`;
+            `scores["MODEL@SCALE"][metric]` lists the per-map values in the order of `maps` (a
+            slow model's list is shorter: its first maps), so other runs on the same maps can be
+            paired with them.
         """
         return {
             "rows": [asdict(r) for r in self.rows],
             "config": self.config,
             "machine": self.machine,
             "maps": [list(m) for m in self.maps],
+            "scores": {
+                f"{model}@{scale}": {
+                    k: [float(x) if np.isfinite(x) else None for x in np.asarray(v, dtype=float)]
+                    for k, v in s.items()
+                }
+                for (model, scale), s in self.scores.items()
+            },
         }
 
     def save(self, out: str | os.PathLike[str]) -> list[Path]:

@@ -37,6 +37,7 @@ from mrsisr.backbones.critic import reconstruction_loss
 from mrsisr.backbones.munet import fft2c, kspace_block_mask
 from mrsisr.conditioning.filter_scaling import resolution_value
 from mrsisr.initializers.flow import guide_loss
+from mrsisr.pipeline import SuperResolveMixin
 from mrsisr.registries import PIPELINES
 from mrsisr.types import Batch, Condition
 
@@ -63,7 +64,7 @@ def kspace_l1(x: Tensor, lr: Tensor, scale: Tensor) -> Tensor:
 
 
 @PIPELINES.register("flow_enhancer")
-class FlowEnhancerPipeline(nn.Module):
+class FlowEnhancerPipeline(SuperResolveMixin, nn.Module):
     """Flow Enhancer: a conditional flow on [frozen MUNet output, LR, T1, FLAIR]; NFE 1.
 
     Args:

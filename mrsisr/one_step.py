@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from mrsisr.backbones.critic import CRITIC_STEPS, GP_WEIGHT
 from mrsisr.backbones.critic import critic_loss as _critic_loss
 from mrsisr.backbones.critic import generator_loss as _generator_loss
+from mrsisr.pipeline import SuperResolveMixin
 from mrsisr.registries import PIPELINES
 from mrsisr.types import Batch, Condition
 
@@ -33,7 +34,7 @@ __all__ = ["OneStepPipeline"]
 
 
 @PIPELINES.register("one_step")
-class OneStepPipeline(nn.Module):
+class OneStepPipeline(SuperResolveMixin, nn.Module):
     """One network evaluation from the conditions to `x0` (MUNet-FS-cWGAN); NFE 1.
 
     Args:

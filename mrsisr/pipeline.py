@@ -23,8 +23,29 @@ from mrsisr.registries import PIPELINES
 from mrsisr.types import Batch, Condition, Denoiser, Initializer, Sampler, Schedule
 
 
+class SuperResolveMixin:
+    """Gives a pipeline `pipe.super_resolve(lr, ...)`: one map in, mean and std out.
+
+    See [`super_resolve_map`][mrsisr.sr.super_resolve_map] for the conventions.
+    """
+
+    def super_resolve(self, lr: Any, **kwargs: Any) -> tuple[Any, Any]:
+        """Super-resolve one 2-D map given as numpy arrays or tensors.
+
+        Args:
+            lr: The low-resolution map, `(L, L)` at its acquired matrix or `(64, 64)`.
+            **kwargs: `t1`, `flair`, `mask`, `scale`, `samples` (4), `seed`, `metabolite`.
+
+        Returns:
+            `(mean, std)`: float32 numpy arrays `(64, 64)` in the units of `lr`.
+        """
+        from mrsisr.sr import super_resolve_map  # the evaluation layer, imported on use
+
+        return super_resolve_map(self, lr, **kwargs)
+
+
 @PIPELINES.register("diffusion")
-class DiffusionPipeline(nn.Module):
+class DiffusionPipeline(SuperResolveMixin, nn.Module):
     """Initializer, then a (possibly truncated) reverse-diffusion chain: DDPM, TDPM, FTDDM and hybrids.
 
     Args:

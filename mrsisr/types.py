@@ -95,9 +95,7 @@ class Condition:
         Returns:
             A condition with batch size `B * n`.
         """
-        return Condition(
-            **{f.name: getattr(self, f.name).repeat_interleave(n, dim=0) for f in fields(self)}
-        )
+        return self._map(lambda v: v.repeat_interleave(n, dim=0))
 
     def __getitem__(self, index: Any) -> Condition:
         return self._map(lambda v: v[index])

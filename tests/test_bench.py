@@ -54,10 +54,15 @@ def test_bench_cli_tiny_on_two_maps(cli, cohort5, tmp_path):
     )
     assert res.exit_code == 0, res.output
     assert "UNTRAINED" in res.output and "ftddm" in res.output
-    rows = json.loads((out / "results.json").read_text())["rows"]
+    saved = json.loads((out / "results.json").read_text())
+    rows = saved["rows"]
     assert [(r["model"], r["scale"]) for r in rows] == [
         (m, s) for s in (8,) for m in ("ftddm", "tdpm", "ddpm_respace", "lr_input")
     ]
+    for r in rows:  # the per-map scores behind each row, for pairing with other runs
+        per_map = saved["scores"][f"{r['model']}@{r['scale']}"]["ssim"]
+        assert len(per_map) == len(saved["maps"]) == 2
+        assert np.mean(per_map) == pytest.approx(r["ssim_mean"])
     by = {(r["model"], r["scale"]): r for r in rows}
     for name, nfe in (("ftddm", 101), ("tdpm", 101), ("ddpm_respace", 100)):
         r = by[(name, 8)]

@@ -248,3 +248,48 @@ def test_maps_on_the_64_grid_need_a_scale_and_odd_matrices_are_refused(
     img = nib.load(odd / "NAA.nii.gz")
     nib.save(nib.Nifti1Image(np.ones((15, 15, 3), np.float32), img.affine), odd / "NAA.nii.gz")
     assert any("15×15" in p and "acquired square matrix" in p for p in check_subject_dir(odd))
+
+
+def test_super_resolve_one_map_from_arrays():
+    import torch
+
+    from mrsisr.errors import DataError
+
+    pipe = load_recipe("ftddm", size="tiny", overrides={"sampler": {"type": "respace", "steps": 2}})
+    pipe = pipe.build().eval()
+    rng = np.random.default_rng(0)
+    lr16 = rng.random((16, 16)) * 5.0
+    lr16[:3] = 0.0  # excluded voxels
+    ones = np.ones((64, 64))
+    mean, std = pipe.super_resolve(lr16, t1=ones, flair=torch.ones(64, 64), samples=3)
+    assert mean.shape == std.shape == (64, 64) and mean.dtype == np.float32
+    # the mask, nearest-upsampled: fine rows 0-9 lie nearest to the excluded coarse rows 0-2
+    assert np.all(mean[:10] == 0) and np.all(std[:10] == 0) and np.abs(mean[10:]).max() > 0
+    from mrsisr.data.degrade import zero_fill
+
+    assert mean.max() <= zero_fill(lr16)[10:].max() * 1.001 and std.max() > 0
+    again, _ = pipe.super_resolve(lr16, t1=ones, flair=ones, samples=3)
+    assert np.array_equal(mean, again)  # seeded
+    with pytest.raises(DataError, match="16×16"):
+        pipe.super_resolve(lr16, t1=ones, flair=ones, scale=2)
+    with pytest.raises(DataError, match="pass --scale"):
+        pipe.super_resolve(np.ones((64, 64)), t1=ones, flair=ones)
+    with pytest.raises(DataError, match="T1 and FLAIR"):
+        pipe.super_resolve(lr16)
+    with pytest.raises(DataError, match="shape"):
+        pipe.super_resolve(lr16, t1=np.ones((32, 32)), flair=ones)
+    with pytest.raises(DataError, match="non-negative"):
+        pipe.super_resolve(-lr16, t1=ones, flair=ones)
+    # a model trained without MRIs needs none
+    no_mri = load_recipe(
+        "ftddm",
+        size="tiny",
+        overrides={
+            "denoiser.use_mri": False,
+            "initializer.mri": False,
+            "initializer.flow.cond_channels": 2,
+            "sampler": {"type": "respace", "steps": 2},
+        },
+    ).build()
+    m, _ = no_mri.eval().super_resolve(lr16, samples=2)
+    assert m.shape == (64, 64)

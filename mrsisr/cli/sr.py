@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from mrsisr.cli.zoo import ConsistencyOption, SizeOption, resolve_device, with_consistency
+from mrsisr.cli.zoo import ConsistencyOption, resolve_device, with_consistency
 from mrsisr.errors import MrsisrError
 
 console = Console(stderr=True)
@@ -55,7 +55,14 @@ def sr_cmd(
     metabolites: Annotated[
         str | None, typer.Option(help="Comma-separated metabolites (default: all the subject has).")
     ] = None,
-    size: SizeOption = "small",
+    size: Annotated[
+        str | None,
+        typer.Option(
+            "--size",
+            "-s",
+            help="Size variant: paper, small or tiny (default: the --weights card's, else small).",
+        ),
+    ] = None,
     weights: Annotated[
         str | None, typer.Option(help="Weights file or run folder instead of the shipped ones.")
     ] = None,
@@ -93,6 +100,8 @@ def sr_cmd(
 
     if scale is not None:
         check_scale(scale)
+    if size is None:  # a run folder or weights file says which size it is
+        size = _card_size(weights) or "small"
     with_consistency([], consistency, allow_both=False)  # validates the value
     device = resolve_device(device)
     # before any work: may this folder be written (never the input, the current folder, ...)?
@@ -167,6 +176,19 @@ def sr_cmd(
         f"{result.subject}: {result.info['maps']} maps at ×{scale:g}, {samples} sample(s) each, "
         f"NFE {result.info['nfe']}; wrote {len(written)} files to {out}"
     )
+
+
+def _card_size(weights: str | None) -> str | None:
+    from pathlib import Path
+
+    from mrsisr.zoo import read_card
+
+    if not weights:
+        return None
+    path = Path(weights)
+    card = read_card(path / "card.json" if path.is_dir() else path.with_suffix(".json"))
+    size = (card or {}).get("size")
+    return size if isinstance(size, str) else None
 
 
 def _command_line(params: dict) -> str:

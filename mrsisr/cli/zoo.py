@@ -190,7 +190,7 @@ def recipe_show(
     name: Annotated[
         str, typer.Argument(help="Recipe name from the zoo, or a path to a TOML file.")
     ],
-    size: SizeOption = "paper",
+    size: SizeOption = "small",
     set_: SetOption = None,
 ) -> None:
     """Print the fully resolved recipe (size and overrides applied) as TOML."""
@@ -246,7 +246,7 @@ def info_cmd(
     name: Annotated[
         str, typer.Argument(help="Recipe name from the zoo, or a path to a TOML file.")
     ],
-    size: SizeOption = "paper",
+    size: SizeOption = "small",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     set_: SetOption = None,
 ) -> None:
