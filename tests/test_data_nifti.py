@@ -178,3 +178,22 @@ def test_authors_numpy_layout(tmp_path):
     (d / "MRI_sliced" / "flair_sliced.npy").unlink()
     (problem,) = check_dataset(d)
     assert "flair_sliced.npy" in problem and "missing" in problem
+
+
+def test_bids_like_names_are_recognised(cohort5, tmp_path):
+    import shutil
+
+    from mrsisr.data import load_subject
+
+    src = sorted(p for p in cohort5.iterdir() if p.is_dir())[0]
+    dst = tmp_path / "sub-01"
+    dst.mkdir()
+    names = {"T1": "sub-01_ses-1_T1w", "FLAIR": "sub-01_FLAIR", "mask": "sub-01_mask"}
+    for f in src.glob("*.nii.gz"):
+        stem = f.name[: -len(".nii.gz")]
+        shutil.copy(f, dst / f"{names.get(stem, 'sub-01_' + stem)}.nii.gz")
+    a, b = load_subject(src), load_subject(dst)
+    assert a.metabolites == b.metabolites
+    for m in a.metabolites:
+        assert np.array_equal(a.maps[m], b.maps[m])
+    assert np.array_equal(a.t1, b.t1) and np.array_equal(a.flair, b.flair)

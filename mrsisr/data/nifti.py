@@ -11,6 +11,11 @@ NIfTI layout (one folder per subject, the folder name is the subject id)::
         diagnostics/       # optional, ignored by the loader
       sub-02/ ...
 
+BIDS-like names work too: `sub-01_NAA.nii.gz`, `sub-01_ses-1_T1w.nii.gz`, `sub-01_FLAIR.nii.gz`,
+`sub-01_mask.nii.gz` (the part after the last `_` names the role). Maps may also be given at
+their acquired matrix (an even square `L×L` below 64, real or complex): they are zero-filled in
+k-space to 64×64 on loading.
+
 Metabolite maps are 3-D `(64, 64, S)` volumes that share one affine (the MRSI grid); `.nii` or
 `.nii.gz`; names are matched case-insensitively and the authors' names (`Cr+PCr`, `GPC+PCh`, ...)
 are accepted as aliases. T1 and FLAIR are resampled onto the MRSI grid by averaging each MRSI
@@ -56,7 +61,7 @@ MRSI_VOXEL_MM = (3.4375, 3.4375, 3.41)
 """Nominal MRSI voxel size (mm) used when a layout carries no affine (the numpy layout)."""
 AFFINE_TOL_MM = 1e-3
 
-_T1_NAMES = ("t1",)
+_T1_NAMES = ("t1", "t1w")
 _FLAIR_NAMES = ("flair",)
 _MASK_NAMES = ("mask",)
 
@@ -114,15 +119,25 @@ def _is_nifti(p: Path) -> bool:
 
 
 def _role_of(p: Path) -> str | None:
-    s = _stem(p).lower()
-    role = ALIASES.get(s)
-    if role is None:
-        role = {
-            **{n: "mask" for n in _MASK_NAMES},
-            **{n: "t1" for n in _T1_NAMES},
-            **{n: "flair" for n in _FLAIR_NAMES},
-        }.get(s)
-    return role
+    """The file's role: a metabolite, 'mask', 't1' or 'flair' (None: not used).
+
+    Plain names (`NAA.nii.gz`, `T1.nii.gz`) and BIDS-like ones (`sub-01_NAA.nii.gz`,
+    `sub-01_ses-2_T1w.nii.gz`, `sub-01_FLAIR.nii.gz`: the part after the last `_`) are accepted.
+    """
+    stem = _stem(p).lower()
+    names = [stem]
+    if stem.startswith("sub-") and "_" in stem:
+        names.append(stem.rsplit("_", 1)[1])
+    others = {
+        **{n: "mask" for n in _MASK_NAMES},
+        **{n: "t1" for n in _T1_NAMES},
+        **{n: "flair" for n in _FLAIR_NAMES},
+    }
+    for s in names:
+        role = ALIASES.get(s) or others.get(s)
+        if role is not None:
+            return role
+    return None
 
 
 def _nifti_named(p: Path) -> bool:
