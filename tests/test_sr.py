@@ -293,3 +293,22 @@ def test_super_resolve_one_map_from_arrays():
     ).build()
     m, _ = no_mri.eval().super_resolve(lr16, samples=2)
     assert m.shape == (64, 64)
+
+
+def test_sr_on_a_dataset_folder_writes_one_folder_per_subject(cli, cohort5, tiny_ftddm, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    for src in sorted(p for p in cohort5.iterdir() if p.is_dir())[:2]:
+        shutil.copytree(src, data / src.name)
+    out = tmp_path / "sr-all"
+    args = ["sr", "ftddm", "--size", "tiny", "--weights", str(tiny_ftddm), "--input", str(data), "--scale", "4",
+            "--samples", "1", "--steps", "2", "--metabolites", "NAA"]  # fmt: skip
+    res = cli(*args, "--out", str(out))
+    assert res.exit_code == 0, res.output
+    for sub in sorted(p.name for p in data.iterdir()):
+        assert (out / sub / "NAA.nii.gz").is_file()
+        assert json.loads((out / sub / "sr.json").read_text())["inputs"][0].endswith(sub)
+    assert (out / ".mrsisr-sr").is_file()
+    again = cli(*args, "--out", str(out))  # an existing output needs --overwrite
+    assert again.exit_code == 2
+    assert cli(*args, "--out", str(out), "--overwrite").exit_code == 0

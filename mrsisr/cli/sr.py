@@ -19,7 +19,13 @@ def sr_cmd(
         str, typer.Argument(help="Recipe name from the zoo, or a path to a TOML file.")
     ],
     input: Annotated[  # noqa: A002
-        str, typer.Option("--input", "-i", help="Subject folder in the NIfTI layout.")
+        str,
+        typer.Option(
+            "--input",
+            "-i",
+            help="Subject folder in the NIfTI layout, or a dataset folder of subject folders "
+            "(then --out gets one folder per subject).",
+        ),
     ],
     out: Annotated[
         str,
@@ -104,15 +110,28 @@ def sr_cmd(
         size = _card_size(weights) or "small"
     with_consistency([], consistency, allow_both=False)  # validates the value
     device = resolve_device(device)
-    # before any work: may this folder be written (never the input, the current folder, ...)?
-    prepare_out(out, marker="sr.json", overwrite=overwrite, inputs=[input], command="mrsisr sr")
+    from mrsisr.data.nifti import is_subject_dir, subject_dirs, subject_notes
+
     if not Path(input).is_dir():
         raise MrsisrError(f"--input {input}: subject folder not found")
-    from mrsisr.data.nifti import subject_notes
-
-    for line in subject_notes(input):
-        print(f"note: {' '.join(line.split())}", file=sys.stderr)
-    problems = check_subject_dir(input)
+    # one subject, or a dataset folder: one output folder per subject under --out
+    batch_mode = not is_subject_dir(input) and bool(subject_dirs(input))
+    subjects = subject_dirs(input) if batch_mode else [Path(input)]
+    # before any work: may these folders be written (never the input, the current folder, ...)?
+    if batch_mode:
+        prepare_out(
+            out, marker=BATCH_MARKER, overwrite=overwrite, inputs=[input], command="mrsisr sr"
+        )
+        for sub in subjects:
+            prepare_out(Path(out) / sub.name, marker="sr.json", overwrite=overwrite,
+                        inputs=[input], command="mrsisr sr")  # fmt: skip
+    else:
+        prepare_out(out, marker="sr.json", overwrite=overwrite, inputs=[input], command="mrsisr sr")
+    problems = []
+    for sub in subjects:
+        for line in subject_notes(sub):
+            print(f"note: {' '.join(line.split())}", file=sys.stderr)
+        problems += check_subject_dir(sub)
     if problems:
         for line in problems:
             print(f"problem: {' '.join(line.split())}", file=sys.stderr)
@@ -121,61 +140,71 @@ def sr_cmd(
             file=sys.stderr,
         )
         raise typer.Exit(2)
-    subject = load_subject(input)
-    scale = resolve_scale(scale, subject.native_size, input)
-    if subject.native_size:
-        n = subject.native_size
-        console.print(
-            f"{subject.subject}: {n}×{n} maps, zero-filled to 64×64 in k-space: ×{scale:g}"
-        )
+    loaded = [load_subject(sub) for sub in subjects]
+    scales = [resolve_scale(scale, s.native_size, str(sub)) for s, sub in zip(loaded, subjects)]
     overrides = sampling_overrides(name, size, steps=steps, tau_d=tau_d, tau_f=tau_f)
     if consistency == "kspace":
         overrides["consistency"] = {"type": "kspace"}
     pipeline = load(name, size=size, weights=weights, overrides=overrides, device=device)
     mets = parse_list(metabolites, "--metabolites") if metabolites else None
-    started = time.perf_counter()
-    with _nfe_bar() as bar:
-        task = bar.add_task(subject.subject, total=None)
-
-        def tick(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        result = super_resolve(
-            pipeline,
-            subject,
-            scale,
-            samples=samples,
-            metabolites=mets,
-            batch=batch,
-            seed=seed,
-            device=device,
-            progress=tick,
-        )
     from mrsisr.recipes import load_recipe
 
     recipe_name = load_recipe(name, size=size).name
     source = Path(weights) if weights else weights_path(recipe_name, size)
     files = [source / "weights.safetensors"] if source.is_dir() else [source]
-    result.info.update(
-        mrsisr_version=mrsisr.__version__,
-        model=name,
-        recipe=recipe_name,
-        size=size,
-        weights=weights or "shipped",
-        weights_sha256={str(f): file_sha256(f) for f in files if f.is_file()},
-        overrides=overrides,
-        seed=seed,
-        device=str(device),
-        dtype=_dtype(pipeline),
-        command=_command_line(params),
-        inputs=[str(Path(input).resolve())],
-        wall_time_s=round(time.perf_counter() - started, 3),
-    )
-    written = write_sr(result, out, overwrite=overwrite, inputs=[input])
-    console.print(
-        f"{result.subject}: {result.info['maps']} maps at ×{scale:g}, {samples} sample(s) each, "
-        f"NFE {result.info['nfe']}; wrote {len(written)} files to {out}"
-    )
+    digests = {str(f): file_sha256(f) for f in files if f.is_file()}
+    if batch_mode:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        (Path(out) / BATCH_MARKER).write_text(f"mrsisr sr outputs of {Path(input).resolve()}\n")
+    for subject, sub_dir, sub_scale in zip(loaded, subjects, scales, strict=True):
+        if subject.native_size:
+            n = subject.native_size
+            console.print(
+                f"{subject.subject}: {n}×{n} maps, zero-filled to 64×64 in k-space: ×{sub_scale:g}"
+            )
+        started = time.perf_counter()
+        with _nfe_bar() as bar:
+            task = bar.add_task(subject.subject, total=None)
+
+            def tick(done: int, total: int, task: object = task, bar: object = bar) -> None:
+                bar.update(task, completed=done, total=total)
+
+            result = super_resolve(
+                pipeline,
+                subject,
+                sub_scale,
+                samples=samples,
+                metabolites=mets,
+                batch=batch,
+                seed=seed,
+                device=device,
+                progress=tick,
+            )
+        result.info.update(
+            mrsisr_version=mrsisr.__version__,
+            model=name,
+            recipe=recipe_name,
+            size=size,
+            weights=weights or "shipped",
+            weights_sha256=digests,
+            overrides=overrides,
+            seed=seed,
+            device=str(device),
+            dtype=_dtype(pipeline),
+            command=_command_line(params),
+            inputs=[str(sub_dir.resolve())],
+            wall_time_s=round(time.perf_counter() - started, 3),
+        )
+        target = Path(out) / sub_dir.name if batch_mode else Path(out)
+        written = write_sr(result, target, overwrite=overwrite, inputs=[input])
+        console.print(
+            f"{result.subject}: {result.info['maps']} maps at ×{sub_scale:g}, {samples} "
+            f"sample(s) each, NFE {result.info['nfe']}; wrote {len(written)} files to {target}"
+        )
+
+
+BATCH_MARKER = ".mrsisr-sr"
+"""Marker file of an `mrsisr sr` output folder holding one folder per subject."""
 
 
 def _card_size(weights: str | None) -> str | None:
