@@ -36,6 +36,7 @@ __all__ = [
     "check_scale",
     "resolve_scale",
     "sampling_overrides",
+    "save_preview",
     "super_resolve",
     "super_resolve_map",
     "uses_mri",
@@ -528,3 +529,80 @@ def super_resolve_map(
     mean = (x.mean(0) * top).numpy().astype(np.float32)
     std = (x.std(0, unbiased=False) * top).numpy().astype(np.float32)
     return mean, std
+
+
+def save_preview(
+    result: SRResult,
+    subject: Any,
+    path: str | os.PathLike[str],
+    *,
+    slice_index: int | None = None,
+    units: str = "input units",
+) -> Path:
+    """A figure of one slice: per metabolite the LR input, the SR mean, the std and the FLAIR.
+
+    Args:
+        result: The output of [`super_resolve`][mrsisr.sr.super_resolve].
+        subject: The [`Subject`][mrsisr.data.nifti.Subject] it came from (for the FLAIR and
+            the masks).
+        path: The PNG file to write.
+        slice_index: The slice to show (default: the one with the largest mask, summed over the
+            metabolites).
+        units: Label of the maps' colour bars.
+
+    Returns:
+        The written file.
+
+    Raises:
+        DataError: If `slice_index` is not a slice of the subject.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    mets = list(result.mean)
+    n_slices = int(next(iter(result.mean.values())).shape[0])
+    if slice_index is None:
+        area = sum(subject.masks[m].reshape(n_slices, -1).sum(1) for m in mets)
+        slice_index = int(np.argmax(area))
+    if not 0 <= int(slice_index) < n_slices:
+        raise DataError(f"--preview-slice {slice_index}: the subject has slices 0-{n_slices - 1}")
+    k = int(slice_index)
+    cols = ["LR input", "SR mean", "SR std (uncertainty)", "FLAIR"]
+    fig, axes = plt.subplots(
+        len(mets), 4, figsize=(10.5, 2.5 * len(mets) + 0.6), squeeze=False, layout="constrained"
+    )
+    for r, met in enumerate(mets):
+        top = float(max(result.lr[met][k].max(), result.mean[met][k].max())) or 1.0
+        std = result.std.get(met)
+        panels = [
+            (result.lr[met][k], "viridis", (0, top), units),
+            (result.mean[met][k], "viridis", (0, top), units),
+            (
+                std[k] if std is not None else np.zeros_like(result.mean[met][k]),
+                "magma",
+                None,
+                units,
+            ),
+            (subject.flair[k], "gray", None, "a.u."),
+        ]
+        for c, (img, cmap, lim, label) in enumerate(panels):
+            ax = axes[r, c]
+            kw = {"vmin": lim[0], "vmax": lim[1]} if lim else {}
+            im = ax.imshow(np.asarray(img).T, origin="lower", cmap=cmap, **kw)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(
+                    cols[c] if c != 2 or std is not None else "SR std (1 sample: none)", fontsize=9
+                )
+            fig.colorbar(im, ax=ax, shrink=0.8).set_label(label, fontsize=7)
+        axes[r, 0].set_ylabel(met, fontsize=10)
+    fig.suptitle(
+        f"{result.subject}, slice {k}: ×{result.scale:g}, {result.samples} sample(s)", fontsize=10
+    )
+    out = Path(path)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out

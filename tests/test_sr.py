@@ -210,8 +210,13 @@ def test_sr_takes_a_native_16x16_acquisition_and_keeps_its_header(
 
     out = tmp_path / "sr"
     args = ["sr", "ftddm", "--size", "tiny", "--weights", str(tiny_ftddm), "--input", str(sub)]
-    res = cli(*args, "--samples", "2", "--steps", "3", "--out", str(out))
+    fig = tmp_path / "preview.png"
+    res = cli(*args, "--samples", "2", "--steps", "3", "--out", str(out), "--preview", str(fig))
     assert res.exit_code == 0, res.output
+    import matplotlib.image as mpimg
+
+    png = mpimg.imread(fig)
+    assert png.shape[0] > 300 and png.shape[1] > 600  # 2 metabolites × 4 panels with colour bars
     assert "×4" in res.output
     for name in ("NAA", "NAA_std", "NAA_lr", "tCho"):
         img = nib.load(out / f"{name}.nii.gz")
@@ -229,6 +234,10 @@ def test_sr_takes_a_native_16x16_acquisition_and_keeps_its_header(
     )
     assert info["command"].startswith("mrsisr sr ftddm")
     # a scale that disagrees with the acquired matrix is refused, nothing written
+    late = cli(
+        *args, "--preview", str(fig), "--preview-slice", "99", "--out", str(tmp_path / "bad")
+    )
+    assert late.exit_code == 2 and "--preview-slice 99" in late.output
     bad = cli(*args, "--scale", "2", "--out", str(tmp_path / "bad"))
     assert bad.exit_code == 2 and "16×16" in bad.output and "×4" in bad.output
     assert not (tmp_path / "bad").exists()

@@ -78,6 +78,18 @@ def sr_cmd(
     ] = "auto",
     batch: Annotated[int, typer.Option(min=1, help="Maps per sampling call.")] = 32,
     consistency: ConsistencyOption = "none",
+    preview: Annotated[
+        str | None,
+        typer.Option(
+            help="Also write a PNG: per metabolite the LR input, the SR mean, the std and the "
+            "FLAIR of one slice, with colour bars (a dataset folder: one file per subject, "
+            "FILE-<subject>.png)."
+        ),
+    ] = None,
+    preview_slice: Annotated[
+        int | None,
+        typer.Option(min=0, help="Slice of the preview (default: the one with the largest mask)."),
+    ] = None,
     overwrite: Annotated[
         bool,
         typer.Option(
@@ -101,7 +113,14 @@ def sr_cmd(
     from mrsisr.cli.bench import parse_list
     from mrsisr.data import check_subject_dir, load_subject
     from mrsisr.outputs import prepare_out
-    from mrsisr.sr import check_scale, resolve_scale, sampling_overrides, super_resolve, write_sr
+    from mrsisr.sr import (
+        check_scale,
+        resolve_scale,
+        sampling_overrides,
+        save_preview,
+        super_resolve,
+        write_sr,
+    )
     from mrsisr.zoo import file_sha256, load, weights_path
 
     if scale is not None:
@@ -127,6 +146,11 @@ def sr_cmd(
                         inputs=[input], command="mrsisr sr")  # fmt: skip
     else:
         prepare_out(out, marker="sr.json", overwrite=overwrite, inputs=[input], command="mrsisr sr")
+    if preview is not None:
+        if not preview.lower().endswith(".png"):
+            raise MrsisrError(f"--preview {preview}: give a .png file name")
+        if not Path(preview).absolute().parent.is_dir():
+            raise MrsisrError(f"--preview {preview}: its folder does not exist")
     problems = []
     for sub in subjects:
         for line in subject_notes(sub):
@@ -141,6 +165,12 @@ def sr_cmd(
         )
         raise typer.Exit(2)
     loaded = [load_subject(sub) for sub in subjects]
+    if preview is not None and preview_slice is not None:
+        for s in loaded:
+            if preview_slice >= s.n_slices:
+                raise MrsisrError(
+                    f"--preview-slice {preview_slice}: {s.subject} has slices 0-{s.n_slices - 1}"
+                )
     scales = [resolve_scale(scale, s.native_size, str(sub)) for s, sub in zip(loaded, subjects)]
     overrides = sampling_overrides(name, size, steps=steps, tau_d=tau_d, tau_f=tau_f)
     if consistency == "kspace":
@@ -197,6 +227,12 @@ def sr_cmd(
         )
         target = Path(out) / sub_dir.name if batch_mode else Path(out)
         written = write_sr(result, target, overwrite=overwrite, inputs=[input])
+        if preview is not None:
+            fig = Path(preview)
+            if batch_mode:
+                fig = fig.with_name(f"{fig.stem}-{sub_dir.name}{fig.suffix}")
+            save_preview(result, subject, fig, slice_index=preview_slice)
+            written.append(fig)
         console.print(
             f"{result.subject}: {result.info['maps']} maps at ×{sub_scale:g}, {samples} "
             f"sample(s) each, NFE {result.info['nfe']}; wrote {len(written)} files to {target}"
