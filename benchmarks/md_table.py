@@ -53,7 +53,10 @@ def main() -> None:
     extra = [c for c in args.columns.split(",") if c]
     lpips = [k for k in ("lpips_alex", "lpips_vgg") if data["rows"][0].get(f"{k}_mean") is not None]
     head = ["variant", *extra, "scale", "NFE"] + ([] if args.no_time else ["s/slice"])
+    vs_lr = any(r.get("p_ssim_lr") is not None for r in data["rows"])
     head += ["NRMSE", "PSNR", "SSIM", *[k.replace("lpips_", "LPIPS ") for k in lpips], "p(SSIM)"]
+    if vs_lr:
+        head += ["p(SSIM) vs LR", "p(PSNR) vs LR"]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for r in data["rows"]:
@@ -68,6 +71,8 @@ def main() -> None:
             *[fmt(r[f"{k}_mean"], r[f"{k}_std"], 3) for k in lpips],
             "" if r["p_ssim"] is None else f"{r['p_ssim']:.3g}",
         ]
+        if vs_lr:
+            cells += ["" if r.get(k) is None else f"{r[k]:.2g}" for k in ("p_ssim_lr", "p_psnr_lr")]
         print("| " + " | ".join(c if c != "None" else "" for c in cells) + " |")
 
 

@@ -122,7 +122,13 @@ def bench_cmd(
         ),
     ] = False,
     uq_samples: Annotated[
-        int, typer.Option(min=0, help="Samples of the first model for the figure's std map.")
+        int,
+        typer.Option(
+            "--samples",
+            "--uq-samples",
+            min=0,
+            help="Samples of the first model for the figure's std map (the scores use one).",
+        ),
     ] = 4,
     set_: SetOption = None,
     channels_last: Annotated[

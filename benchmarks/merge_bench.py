@@ -1,0 +1,75 @@
+"""Merge `mrsisr bench` runs on the same maps into one result, with p-values re-paired across runs.
+
+Long benches are run one model at a time (each a separate `mrsisr bench ... --limit N` with the
+same seed, data and fold, hence the same maps). Each `results.json` keeps its per-map scores, so
+the merged file can pair any two rows: p-values against the reference model (the first) and
+against the LR input are recomputed with the paired two-sided Wilcoxon test on the maps both
+rows scored (a 1000-NFE model's first maps).
+
+Usage:
+    python benchmarks/merge_bench.py RUN1/results.json RUN2/results.json ... \
+        --out benchmarks/results/bench-small-100maps.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="+", help="results.json files; the first model is the reference")
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+    from mrsisr.metrics import wilcoxon
+
+    runs = [json.loads(Path(p).read_text()) for p in args.runs]
+    maps = max((r["maps"] for r in runs), key=len)
+    for path, r in zip(args.runs, runs, strict=True):
+        if "scores" not in r:
+            raise SystemExit(f"{path}: no per-map scores (made before they were recorded)")
+        if r["maps"] != maps[: len(r["maps"])]:
+            raise SystemExit(f"{path}: scored other maps; use the same --limit, seed and data")
+    rows, scores, seen = [], {}, set()
+    for r in runs:
+        for row in r["rows"]:
+            key = (row["model"], row["scale"])
+            if key in seen:
+                continue
+            seen.add(key)
+            rows.append(dict(row))
+            scores[f"{row['model']}@{row['scale']}"] = r["scores"][f"{row['model']}@{row['scale']}"]
+    ref = next(r["model"] for r in rows if r["model"] != "lr_input")
+    models = list(dict.fromkeys(r["model"] for r in rows if r["model"] != "lr_input"))
+    order = {m: i for i, m in enumerate([*models, "lr_input"])}
+    rows.sort(key=lambda r: (-r["scale"], order[r["model"]]))
+
+    def p(a: str, b: str, metric: str) -> float | None:
+        x, y = np.asarray(scores[a][metric], float), np.asarray(scores[b][metric], float)
+        n = min(len(x), len(y))
+        return None if a == b else wilcoxon(x[:n], y[:n])
+
+    for row in rows:
+        me, s = f"{row['model']}@{row['scale']}", row["scale"]
+        for metric in ("nrmse", "psnr", "ssim"):
+            row[f"p_{metric}"] = p(me, f"{ref}@{s}", metric)
+        for metric in ("psnr", "ssim"):
+            row[f"p_{metric}_lr"] = p(me, f"lr_input@{s}", metric)
+    out = {
+        "rows": rows,
+        "config": {"merged_from": [str(Path(a).parent.name) for a in args.runs], "reference": ref}
+        | {k: runs[0]["config"].get(k) for k in ("size", "data", "fold", "seed", "limit")},
+        "machine": runs[0]["machine"],
+        "maps": maps,
+        "scores": scores,
+    }
+    Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+    print(f"wrote {args.out}: {len(rows)} rows, reference {ref}")
+
+
+if __name__ == "__main__":
+    main()
