@@ -753,10 +753,13 @@ def save_grid(result: BenchResult, png: str | os.PathLike[str]) -> Path:
         errors = [(f"|error| {m}", np.abs(g[m] - g["gt"]) * g["mask"]) for m in models]
         emax = max(float(e.max()) for _, e in errors) or 1.0
         for c, (title, img) in enumerate(images):
-            axes[r, c].imshow(img, cmap="viridis", vmin=0, vmax=vmax)
+            shown = axes[r, c].imshow(img, cmap="viridis", vmin=0, vmax=vmax)
             axes[r, c].set_title(title, fontsize=7)
+        bar = fig.colorbar(shown, ax=axes[r, len(images) - 1], fraction=0.046, pad=0.03)
+        bar.set_label("map / its maximum", fontsize=6)
+        bar.ax.tick_params(labelsize=5)
         for c, (title, img) in enumerate(errors, start=len(images)):
-            axes[r, c].imshow(img, cmap="magma", vmin=0, vmax=emax)
+            err = axes[r, c].imshow(img, cmap="magma", vmin=0, vmax=emax)
             axes[r, c].set_title(title, fontsize=7)
         if has_std:
             std = g.get("std")
@@ -764,6 +767,9 @@ def save_grid(result: BenchResult, png: str | os.PathLike[str]) -> Path:
             if std is not None:
                 ax.imshow(std * g["mask"], cmap="magma", vmin=0, vmax=emax)
                 ax.set_title(f"std {g['std_model']}", fontsize=7)
+        bar = fig.colorbar(err, ax=axes[r, cols - 1], fraction=0.046, pad=0.03)
+        bar.set_label("|error|, std", fontsize=6)
+        bar.ax.tick_params(labelsize=5)
         axes[r, 0].set_ylabel(f"×{s}\n{g['title']}", fontsize=7)
         for ax in axes[r]:
             ax.set_xticks([])
