@@ -44,7 +44,6 @@ __all__ = [
     "ablation_weights_path",
     "StudyConfig",
     "StudyResult",
-    "run_study",
     "scale_study",
     "sharpness_study",
     "solver_study",
@@ -733,15 +732,3 @@ def _ablation_plot(result: StudyResult, png: Path) -> None:
     fig.tight_layout()
     fig.savefig(png, dpi=110)
 
-
-def run_study(name: str, cfg: StudyConfig | None = None) -> StudyResult:
-    """Run a registered study.
-
-    Args:
-        name: Study name (see `mrsisr list studies`).
-        cfg: Settings (defaults: small size, phantom fold 0, 4 maps per scale).
-
-    Returns:
-        The [`StudyResult`][mrsisr.studies.StudyResult].
-    """
-    return STUDIES.get(name)(cfg or StudyConfig())
