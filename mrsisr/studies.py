@@ -731,4 +731,3 @@ def _ablation_plot(result: StudyResult, png: Path) -> None:
     fig.suptitle(_title(result, rows[0]["n_maps"]), fontsize=9)
     fig.tight_layout()
     fig.savefig(png, dpi=110)
-

@@ -321,3 +321,27 @@ def test_sr_on_a_dataset_folder_writes_one_folder_per_subject(cli, cohort5, tiny
     again = cli(*args, "--out", str(out))  # an existing output needs --overwrite
     assert again.exit_code == 2
     assert cli(*args, "--out", str(out), "--overwrite").exit_code == 0
+
+
+def test_a_model_without_mris_takes_a_subject_without_them(cli, cohort5, tiny_ftddm, tmp_path):
+    recipe = tmp_path / "ftddm_nomri.toml"
+    recipe.write_text(
+        '[recipe]\nbase = "ftddm"\nname = "ftddm_nomri"\n\n[denoiser]\nuse_mri = false\n\n'
+        "[initializer]\nmri = false\n\n[initializer.flow]\ncond_channels = 2\n"
+    )
+    pipe = load_recipe(str(recipe), size="tiny").build()
+    weights = tmp_path / "nomri.safetensors"
+    save_weights({k: m for k, (m, _) in pipeline_parts(pipe).items()}, weights)
+    src = sorted(p for p in cohort5.iterdir() if p.is_dir())[0]
+    sub = tmp_path / "sub-nomri"
+    shutil.copytree(src, sub)
+    (sub / "T1.nii.gz").unlink()
+    (sub / "FLAIR.nii.gz").unlink()
+    common = ["--size", "tiny", "--input", str(sub), "--scale", "4", "--samples", "1",
+              "--steps", "2", "--metabolites", "NAA"]  # fmt: skip
+    res = cli("sr", str(recipe), "--weights", str(weights), *common, "--out", str(tmp_path / "a"))
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "a" / "NAA.nii.gz").is_file()
+    res = cli("sr", "ftddm", "--weights", str(tiny_ftddm), *common, "--out", str(tmp_path / "b"))
+    assert res.exit_code == 2 and "missing T1" in res.output and "without MRIs" in res.output
+    assert not (tmp_path / "b").exists()

@@ -119,6 +119,7 @@ def sr_cmd(
         sampling_overrides,
         save_preview,
         super_resolve,
+        uses_mri,
         write_sr,
     )
     from mrsisr.zoo import file_sha256, load, weights_path
@@ -151,11 +152,16 @@ def sr_cmd(
             raise MrsisrError(f"--preview {preview}: give a .png file name")
         if not Path(preview).absolute().parent.is_dir():
             raise MrsisrError(f"--preview {preview}: its folder does not exist")
+    overrides = sampling_overrides(name, size, steps=steps, tau_d=tau_d, tau_f=tau_f)
+    if consistency == "kspace":
+        overrides["consistency"] = {"type": "kspace"}
+    pipeline = load(name, size=size, weights=weights, overrides=overrides, device=device)
+    need_mri = uses_mri(pipeline)
     problems = []
     for sub in subjects:
         for line in subject_notes(sub):
             print(f"note: {' '.join(line.split())}", file=sys.stderr)
-        problems += check_subject_dir(sub)
+        problems += check_subject_dir(sub, require_mri=need_mri)
     if problems:
         for line in problems:
             print(f"problem: {' '.join(line.split())}", file=sys.stderr)
@@ -164,7 +170,7 @@ def sr_cmd(
             file=sys.stderr,
         )
         raise typer.Exit(2)
-    loaded = [load_subject(sub) for sub in subjects]
+    loaded = [load_subject(sub, require_mri=need_mri) for sub in subjects]
     if preview is not None and preview_slice is not None:
         for s in loaded:
             if preview_slice >= s.n_slices:
@@ -172,10 +178,6 @@ def sr_cmd(
                     f"--preview-slice {preview_slice}: {s.subject} has slices 0-{s.n_slices - 1}"
                 )
     scales = [resolve_scale(scale, s.native_size, str(sub)) for s, sub in zip(loaded, subjects)]
-    overrides = sampling_overrides(name, size, steps=steps, tau_d=tau_d, tau_f=tau_f)
-    if consistency == "kspace":
-        overrides["consistency"] = {"type": "kspace"}
-    pipeline = load(name, size=size, weights=weights, overrides=overrides, device=device)
     mets = parse_list(metabolites, "--metabolites") if metabolites else None
     from mrsisr.recipes import load_recipe
 

@@ -391,7 +391,9 @@ def _read_mask(
     return None
 
 
-def _read_nifti_subject(d: Path, want_data: bool) -> tuple[Subject | None, list[str]]:
+def _read_nifti_subject(
+    d: Path, want_data: bool, require_mri: bool = True
+) -> tuple[Subject | None, list[str]]:
     problems: list[str] = _broken_entries(d)
     files, dups = _find_files(d)
     for role, ps in dups.items():
@@ -488,9 +490,11 @@ def _read_nifti_subject(d: Path, want_data: bool) -> tuple[Subject | None, list[
     mris: dict[str, np.ndarray] = {}
     for role, label in (("t1", "T1"), ("flair", "FLAIR")):
         if role not in files:
-            problems.append(
-                f"{_fmt(d)}: missing {label}; add {label}.nii.gz co-registered with the maps"
-            )
+            if require_mri:
+                problems.append(
+                    f"{_fmt(d)}: missing {label}; add {label}.nii.gz co-registered with the maps "
+                    "(only a model trained without MRIs can do without)"
+                )
             continue
         if ref_affine is None:
             continue
@@ -525,8 +529,12 @@ def _read_nifti_subject(d: Path, want_data: bool) -> tuple[Subject | None, list[
         subject=d.name,
         maps={m: to_s(maps[m] * masks[m]).astype(np.float32) for m in maps},
         masks={m: to_s(masks[m]) for m in maps},
-        t1=to_s(mris["t1"]),
-        flair=to_s(mris["flair"]),
+        t1=to_s(mris["t1"]) if "t1" in mris else np.zeros((ref_shape[2], GRID, GRID), np.float32),
+        flair=(
+            to_s(mris["flair"])
+            if "flair" in mris
+            else np.zeros((ref_shape[2], GRID, GRID), np.float32)
+        ),
         affine=ref_affine,
         shape=(ref_shape[2], GRID, GRID),
         native_size=native,
@@ -637,16 +645,18 @@ def _read_numpy_subject(d: Path, want_data: bool) -> tuple[Subject | None, list[
     return sub, problems
 
 
-def _read_subject(path: str | Path, want_data: bool) -> tuple[Subject | None, list[str]]:
+def _read_subject(
+    path: str | Path, want_data: bool, require_mri: bool = True
+) -> tuple[Subject | None, list[str]]:
     d = Path(path)
     if not d.is_dir():
         return None, [f"{_fmt(d)}: not a folder; pass a subject folder"]
     if (d / "Met_filtered").is_dir():
         return _read_numpy_subject(d, want_data)
-    return _read_nifti_subject(d, want_data)
+    return _read_nifti_subject(d, want_data, require_mri)
 
 
-def check_subject_dir(path: str | Path) -> list[str]:
+def check_subject_dir(path: str | Path, *, require_mri: bool = True) -> list[str]:
     """Validate one subject folder (either layout) without changing anything.
 
     Checks: maps are 3-D with a 64×64 in-plane matrix, share one shape and affine (to 1e-3 mm),
@@ -656,11 +666,12 @@ def check_subject_dir(path: str | Path) -> list[str]:
 
     Args:
         path: A subject folder.
+        require_mri: T1 and FLAIR must exist (`False` for a model trained without MRIs).
 
     Returns:
         One line per problem (naming the file and what to do); empty if the folder is usable.
     """
-    return _read_subject(path, want_data=False)[1]
+    return _read_subject(path, want_data=False, require_mri=require_mri)[1]
 
 
 def check_dataset(path: str | Path) -> list[str]:
@@ -722,11 +733,13 @@ def write_nifti(
     Path(path).write_bytes(gzip.compress(img.to_bytes(), compresslevel=1, mtime=0))
 
 
-def load_subject(path: str | Path) -> Subject:
+def load_subject(path: str | Path, *, require_mri: bool = True) -> Subject:
     """Load one subject folder (NIfTI or the authors' numpy layout) onto the MRSI grid.
 
     Args:
         path: A subject folder.
+        require_mri: T1 and FLAIR must exist; with `False` a missing one is zeros (for a model
+            trained without MRIs, which never reads them).
 
     Returns:
         The [`Subject`][mrsisr.data.nifti.Subject] with maps zeroed outside their masks.
@@ -736,7 +749,7 @@ def load_subject(path: str | Path) -> Subject:
             [`check_subject_dir`][mrsisr.data.nifti.check_subject_dir] (the first problem is the
             message).
     """
-    sub, problems = _read_subject(path, want_data=True)
+    sub, problems = _read_subject(path, want_data=True, require_mri=require_mri)
     if problems:
         more = (
             f" (and {len(problems) - 1} more problems; run `mrsisr data check`)"
