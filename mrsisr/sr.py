@@ -34,6 +34,7 @@ from mrsisr.errors import DataError, MrsisrError, RecipeError
 __all__ = [
     "SRResult",
     "check_scale",
+    "estimate_seconds",
     "resolve_scale",
     "sampling_overrides",
     "save_preview",
@@ -606,3 +607,38 @@ def save_preview(
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
+
+
+def estimate_seconds(
+    pipeline: Any, n_maps: int, samples: int, batch: int, device: str | torch.device = "cpu"
+) -> float | None:
+    """Estimate a run's sampling time by timing one network evaluation at the run's batch shape.
+
+    Args:
+        pipeline: The pipeline (its `denoiser` is timed; `None` is returned without one).
+        n_maps: Maps to super-resolve.
+        samples: Samples per map.
+        batch: Maps per sampling call.
+        device: Where it runs.
+
+    Returns:
+        Seconds for all `nfe × calls` evaluations, or `None` when it cannot be timed.
+    """
+    import time
+
+    from mrsisr.types import Condition
+
+    denoiser = getattr(pipeline, "denoiser", None)
+    if not isinstance(denoiser, torch.nn.Module) or n_maps < 1:
+        return None
+    b = min(batch, n_maps) * samples
+    ones = torch.ones(b, 1, 64, 64, device=device)
+    cond = Condition(ones, ones, ones, ones, torch.full((b,), 4.0, device=device))
+    t = torch.full((b,), 1, dtype=torch.long, device=device)
+    with torch.no_grad():
+        denoiser(ones, t, cond)  # warm-up
+        start = time.perf_counter()
+        denoiser(ones, t, cond)
+        per_call = time.perf_counter() - start
+    calls = -(-n_maps // batch)
+    return per_call * int(getattr(pipeline, "nfe", 1)) * calls

@@ -345,3 +345,12 @@ def test_a_model_without_mris_takes_a_subject_without_them(cli, cohort5, tiny_ft
     res = cli("sr", "ftddm", "--weights", str(tiny_ftddm), *common, "--out", str(tmp_path / "b"))
     assert res.exit_code == 2 and "missing T1" in res.output and "without MRIs" in res.output
     assert not (tmp_path / "b").exists()
+
+
+def test_estimate_seconds_times_one_evaluation():
+    from mrsisr.sr import estimate_seconds
+
+    pipe = load_recipe("ftddm", size="tiny").build().eval()
+    one = estimate_seconds(pipe, n_maps=4, samples=1, batch=4)
+    assert one is not None and one > 0
+    assert estimate_seconds(load_recipe("munet_fs_cwgan", size="tiny").build(), 4, 1, 4) is None

@@ -115,6 +115,7 @@ def sr_cmd(
     from mrsisr.outputs import prepare_out
     from mrsisr.sr import (
         check_scale,
+        estimate_seconds,
         resolve_scale,
         sampling_overrides,
         save_preview,
@@ -188,6 +189,18 @@ def sr_cmd(
     if batch_mode:
         Path(out).mkdir(parents=True, exist_ok=True)
         (Path(out) / BATCH_MARKER).write_text(f"mrsisr sr outputs of {Path(input).resolve()}\n")
+    n_maps = sum(
+        int((s.masks[m].reshape(s.n_slices, -1).any(1)).sum())
+        for s in loaded
+        for m in (mets or s.metabolites)
+        if m in s.masks
+    )
+    guess = estimate_seconds(pipeline, n_maps, samples, batch, device)
+    if guess is not None and guess > 300:
+        console.print(
+            f"note: about {guess / 60:.0f} min for {n_maps} maps × {samples} samples × NFE "
+            f"{pipeline.nfe} on {device}; --samples, --steps or a GPU make it shorter"
+        )
     for subject, sub_dir, sub_scale in zip(loaded, subjects, scales, strict=True):
         if subject.native_size:
             n = subject.native_size
