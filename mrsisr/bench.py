@@ -602,24 +602,9 @@ def run_bench(
 def _progress_bar(enabled: bool) -> Any:
     if not enabled:
         return None
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from mrsisr.progress import progress_bar
 
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("NFE"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        transient=False,
-    )
+    return progress_bar("NFE")
 
 
 def _advance_hook(pipe: Any, bar: Any, task: Any) -> Any:

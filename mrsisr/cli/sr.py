@@ -295,25 +295,9 @@ def _dtype(pipeline: object) -> str:
 
 def _nfe_bar():
     """One rich bar over the subject's network evaluations, with ETA."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from mrsisr.progress import progress_bar
 
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("network evaluations"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=False,
-    )
+    return progress_bar("network evaluations", console=console)
 
 
 def register(app: typer.Typer) -> None:

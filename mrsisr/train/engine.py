@@ -752,25 +752,9 @@ class Trainer:
     def _progress(self):
         if not self.progress:
             return None
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
+        from mrsisr.progress import progress_bar
 
-        return Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]:.4f}"),
-            TextColumn("{task.fields[rate]}"),
-            TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
-        )
+        return progress_bar("loss {task.fields[loss]:.4f}", "{task.fields[rate]}", eta_label="eta")
 
     # ------------------------------------------------------------------ export
     def _export(self, results: Sequence[StageResult]) -> None:
