@@ -30,8 +30,6 @@ def main() -> None:
     runs = [json.loads(Path(p).read_text()) for p in args.runs]
     maps = max((r["maps"] for r in runs), key=len)
     for path, r in zip(args.runs, runs, strict=True):
-        if "scores" not in r:
-            raise SystemExit(f"{path}: no per-map scores (made before they were recorded)")
         if r["maps"] != maps[: len(r["maps"])]:
             raise SystemExit(f"{path}: scored other maps; use the same --limit, seed and data")
     rows, scores, seen = [], {}, set()
@@ -42,21 +40,29 @@ def main() -> None:
                 continue
             seen.add(key)
             rows.append(dict(row))
-            scores[f"{row['model']}@{row['scale']}"] = r["scores"][f"{row['model']}@{row['scale']}"]
+            if "scores" in r:
+                scores[f"{row['model']}@{row['scale']}"] = r["scores"][
+                    f"{row['model']}@{row['scale']}"
+                ]
     ref = next(r["model"] for r in rows if r["model"] != "lr_input")
     models = list(dict.fromkeys(r["model"] for r in rows if r["model"] != "lr_input"))
     order = {m: i for i, m in enumerate([*models, "lr_input"])}
     rows.sort(key=lambda r: (-r["scale"], order[r["model"]]))
 
     def p(a: str, b: str, metric: str) -> float | None:
+        if a not in scores or b not in scores:
+            return None
         x, y = np.asarray(scores[a][metric], float), np.asarray(scores[b][metric], float)
         n = min(len(x), len(y))
         return None if a == b else wilcoxon(x[:n], y[:n])
 
     for row in rows:
         me, s = f"{row['model']}@{row['scale']}", row["scale"]
+        row["paired"] = me in scores
         for metric in ("nrmse", "psnr", "ssim"):
             row[f"p_{metric}"] = p(me, f"{ref}@{s}", metric)
+        if me not in scores:  # an unpaired run: keep its own p against the LR input
+            continue
         for metric in ("psnr", "ssim"):
             row[f"p_{metric}_lr"] = p(me, f"lr_input@{s}", metric)
     out = {
