@@ -24,6 +24,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+", help="results.json files; the first model is the reference")
     ap.add_argument("--out", required=True)
+    ap.add_argument("--order", default="", help="comma-separated models: the table's row order")
     args = ap.parse_args()
     from mrsisr.metrics import wilcoxon
 
@@ -46,6 +47,8 @@ def main() -> None:
                 ]
     ref = next(r["model"] for r in rows if r["model"] != "lr_input")
     models = list(dict.fromkeys(r["model"] for r in rows if r["model"] != "lr_input"))
+    wanted = [m for m in args.order.split(",") if m]
+    models = [m for m in wanted if m in models] + [m for m in models if m not in wanted]
     order = {m: i for i, m in enumerate([*models, "lr_input"])}
     rows.sort(key=lambda r: (-r["scale"], order[r["model"]]))
 

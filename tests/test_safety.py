@@ -102,7 +102,9 @@ def test_sr_overwrite_replaces_its_own_earlier_output(cli, subject, tiny_weights
     assert res.exit_code == 2 and "pass --overwrite" in one_error_line(res)
     res = cli(*sr_args(tiny_weights, subject, out, "--overwrite"))
     assert res.exit_code == 0, res.output
-    assert sorted(p.name for p in out.iterdir()) == ["NAA.nii.gz", "NAA_lr.nii.gz", "sr.json"]
+    # the default --samples 4 adds the std map
+    want = ["NAA.nii.gz", "NAA_lr.nii.gz", "NAA_std.nii.gz", "sr.json"]
+    assert sorted(p.name for p in out.iterdir()) == want
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
