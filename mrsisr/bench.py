@@ -498,7 +498,12 @@ def run_bench(
                 maps = [_identity(dataset, i) for i in chosen]
             full = collate(items).to(device) if items else None
             gt = full.x0 * full.max_value.view(-1, 1, 1, 1) if full is not None else None
-            fig_idx = _figure_index(full) if full is not None else 0
+            # the figure's map must be one every model scores (a slow model: the first maps)
+            n_common = len(mine)
+            if slow_limit is not None and any(m.nfe >= SLOW_NFE for m in loaded):
+                n_slow = min(len(chosen), int(slow_limit))
+                n_common = min(n_common, len(range(rank, n_slow, world)))
+            fig_idx = _figure_index(full[: max(n_common, 1)]) if full is not None else 0
             step = batch or max(1, len(items))
             lr_img = full.cond.lr.clamp(0, 1) * full.cond.mask if full is not None else None
             lr_scores = _merge(
@@ -724,7 +729,7 @@ def save_grid(result: BenchResult, png: str | os.PathLike[str]) -> Path:
     import matplotlib.pyplot as plt
 
     png = Path(png)
-    models = [m for m in result.config["models"]]
+    models = [m for m in result.config["models"] if all(m in result.grid[s] for s in result.grid)]
     scales = sorted(result.grid, reverse=True)
     has_std = any("std" in result.grid[s] for s in scales)
     cols = 1 + len(models) + 1 + len(models) + int(has_std)

@@ -114,7 +114,7 @@ def test_bench_pipelines_from_python_share_maps(cohort5):
     assert result.rows[0].p_ssim_lr == 1.0  # and the same against the LR input
 
 
-def test_slow_models_run_on_the_first_maps_and_pair_on_them(cohort5):
+def test_slow_models_run_on_the_first_maps_and_pair_on_them(cohort5, tmp_path):
     from mrsisr.one_step import OneStepPipeline
 
     class Identity(torch.nn.Module):
@@ -126,18 +126,23 @@ def test_slow_models_run_on_the_first_maps_and_pair_on_them(cohort5):
     result = run_bench(
         [("fast", OneStepPipeline(Identity())), ("slow", slow)],
         data=cohort5,
-        limit=4,
-        slow_limit=2,
+        limit=8,
+        slow_limit=1,
         scales=(4,),
         progress=False,
         uq_samples=0,
     )
     rows = {r.model: r for r in result.rows}
-    assert rows["fast"].n_maps == 4 and rows["slow"].n_maps == 2 and rows["lr_input"].n_maps == 4
+    assert rows["fast"].n_maps == 8 and rows["slow"].n_maps == 1 and rows["lr_input"].n_maps == 8
     np.testing.assert_allclose(
-        result.scores[("slow", 4)]["ssim"], result.scores[("fast", 4)]["ssim"][:2]
+        result.scores[("slow", 4)]["ssim"], result.scores[("fast", 4)]["ssim"][:1]
     )
     assert rows["slow"].p_ssim == 1.0 and rows["slow"].p_ssim_lr == 1.0
+    # the figure shows a map both models scored: the first (not the largest of all 8)
+    g = result.grid[4]
+    assert "slow" in g and "fast" in g
+    assert (tmp_path / "b" / "grid.png") in result.save(tmp_path / "b")
+    assert g["title"] in {f"{s} {m} slice {k}" for s, m, k in result.maps[:1]}
 
 
 def test_bench_missing_weights_is_one_line_and_writes_nothing(cli, cohort5, tmp_path):
