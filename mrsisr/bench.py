@@ -746,7 +746,7 @@ def save_grid(result: BenchResult, png: str | os.PathLike[str]) -> Path:
             shown = axes[r, c].imshow(img, cmap="viridis", vmin=0, vmax=vmax)
             axes[r, c].set_title(title, fontsize=7)
         bar = fig.colorbar(shown, ax=axes[r, len(images) - 1], fraction=0.046, pad=0.03)
-        bar.set_label("map / its maximum", fontsize=6)
+        bar.set_label("map (input units)", fontsize=6)
         bar.ax.tick_params(labelsize=5)
         for c, (title, img) in enumerate(errors, start=len(images)):
             err = axes[r, c].imshow(img, cmap="magma", vmin=0, vmax=emax)
