@@ -408,7 +408,7 @@ def uses_mri(pipeline: Any) -> bool:
 
 def _grid_map(name: str, a: Any, native: int | None) -> np.ndarray:
     """A 2-D input as a float array on the 64 grid (nearest-voxel upsampling from `native`)."""
-    from mrsisr.data.nifti import _nearest_index
+    from mrsisr.data.degrade import nearest_native_index
 
     arr = np.asarray(a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else a)
     if arr.ndim != 2:
@@ -416,7 +416,7 @@ def _grid_map(name: str, a: Any, native: int | None) -> np.ndarray:
     if arr.shape == (64, 64):
         return arr
     if native is not None and arr.shape == (native, native):
-        up = _nearest_index(native)
+        up = nearest_native_index(native)
         return arr[up][:, up]
     raise DataError(
         f"{name}: shape {arr.shape}; give it on the 64×64 grid or on the map's "

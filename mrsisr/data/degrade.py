@@ -191,3 +191,25 @@ def zero_fill_affine(affine: np.ndarray, size: int, grid: int = GRID) -> np.ndar
     """
     f = size / grid
     return np.asarray(affine, dtype=np.float64) @ np.diag([f, f, 1.0, 1.0])
+
+
+def nearest_native_index(size: int, grid: int = GRID) -> np.ndarray:
+    """For each voxel `u` of the zero-filled `grid`, the native voxel nearest to it.
+
+    The geometry of [`zero_fill_affine`][mrsisr.data.degrade.zero_fill_affine]: `i = u · size /
+    grid`, rounded and kept inside `0 … size - 1`. Used to carry masks given on the acquired grid
+    onto the 64×64 one.
+
+    Args:
+        size: Native in-plane matrix `L`.
+        grid: Output matrix size.
+
+    Returns:
+        Integer indices `(grid,)`.
+
+    Examples:
+        >>> from mrsisr.data.degrade import nearest_native_index
+        >>> nearest_native_index(16)[:10].tolist()
+        [0, 0, 1, 1, 1, 1, 2, 2, 2, 2]
+    """
+    return np.minimum(np.floor(np.arange(grid) * size / grid + 0.5).astype(int), size - 1)

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from mrsisr.data.degrade import zero_fill, zero_fill_affine
+from mrsisr.data.degrade import nearest_native_index, zero_fill, zero_fill_affine
 from mrsisr.errors import DataError
 
 METABOLITES: tuple[str, ...] = ("tCr", "tCho", "NAA", "Glu", "Ins", "Gln", "Gly")
@@ -374,7 +374,7 @@ def _read_mask(
         and data.shape == native[0]
         and np.allclose(aff, native[1], atol=AFFINE_TOL_MM)
     ):  # a mask on the maps' acquired grid: each voxel covers its fine voxels
-        up = _nearest_index(int(native[0][0]))
+        up = nearest_native_index(int(native[0][0]))
         data = data[up][:, up]
         aff = ref_affine
     if data.shape != ref_shape:
@@ -460,7 +460,7 @@ def _read_nifti_subject(
     if ref_shape is not None and ref_shape[0] != GRID:
         # maps at their acquired matrix: zero-fill k-space to the 64 grid, as the protocol does
         native, native_grid = int(ref_shape[0]), (ref_shape, ref_affine)
-        up = _nearest_index(native)
+        up = nearest_native_index(native)
         maps = {m: np.moveaxis(zero_fill(np.moveaxis(d, 2, 0)), 0, 2) for m, d in maps.items()}
         nonzero = {m: nz[up][:, up] for m, nz in nonzero.items()}
         ref_affine = zero_fill_affine(ref_affine, native)
@@ -541,11 +541,6 @@ def _read_nifti_subject(
         header=headers.get(ref_file),
     )
     return sub, problems
-
-
-def _nearest_index(size: int, grid: int = GRID) -> np.ndarray:
-    """For each fine voxel `u`, the native voxel nearest to it (`i = u · size / grid`)."""
-    return np.minimum(np.floor(np.arange(grid) * size / grid + 0.5).astype(int), size - 1)
 
 
 def _block_mean(a: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
