@@ -34,7 +34,7 @@ def main() -> None:
     args = ap.parse_args()
     import mrsisr
     from mrsisr.data import MRSIDataset, collate, fold_split, load_dataset
-    from mrsisr.train.run import resolve_data
+    from mrsisr.data.splits import resolve_data
 
     torch.set_grad_enabled(False)
     subjects = load_dataset(resolve_data("phantom"))

@@ -24,10 +24,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
-    from mrsisr.consistency import KSpaceConsistency, centred_fft, kspace_block_mask
+    from mrsisr.consistency import KSpaceConsistency
     from mrsisr.data import MRSIDataset, collate, fold_split, load_dataset
+    from mrsisr.data.splits import resolve_data
+    from mrsisr.kspace import fft2c, scale_block_mask
     from mrsisr.metrics import batch_metrics
-    from mrsisr.train.run import resolve_data
 
     subjects = load_dataset(resolve_data("phantom"))
     _, _, test_ids = fold_split([s.subject for s in subjects], 0)
@@ -36,8 +37,8 @@ def main() -> None:
         data = MRSIDataset(subjects, lr_size=size, subject_ids=test_ids)
         batch = collate([data[i] for i in range(len(data))])
         x, cond = batch.x0.double(), batch.cond
-        block = kspace_block_mask(cond.scale, 64)
-        true, meas = centred_fft(x) * block, centred_fft(cond.lr.double()) * block
+        block = scale_block_mask(cond.scale, 64)
+        true, meas = fft2c(x) * block, fft2c(cond.lr.double()) * block
         gap = (
             (meas - true).abs().flatten(1).norm(dim=1) / true.abs().flatten(1).norm(dim=1)
         ).numpy()

@@ -19,8 +19,8 @@ import torch
 
 import mrsisr
 from mrsisr.data import MRSIDataset, collate, fold_split, load_dataset
+from mrsisr.data.splits import resolve_data
 from mrsisr.metrics import batch_metrics, wilcoxon
-from mrsisr.train.run import resolve_data
 
 
 def main() -> None:

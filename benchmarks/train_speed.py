@@ -32,7 +32,7 @@ def time_stage(stage, plan, steps: int, warmup: int, ema_decay: float = 0.9999) 
     """Run one stage's training step `warmup + steps` times; return per-part seconds per step."""
     from timm.utils import ModelEmaV3
 
-    from mrsisr.train.engine import _params
+    from mrsisr.train.parallel import trainable_params as _params
 
     opt = torch.optim.Adam(_params(stage.modules), lr=stage.lr, betas=stage.betas)
     copt = (
@@ -113,9 +113,9 @@ def main() -> None:
     ap.add_argument("--json", default=None, help="write the results here")
     args = ap.parse_args()
 
+    from mrsisr.data.splits import fold_datasets, resolve_data
     from mrsisr.recipes import load_recipe
-    from mrsisr.train.engine import BatchPlan
-    from mrsisr.train.run import fold_datasets, resolve_data
+    from mrsisr.train.parallel import BatchPlan
 
     train, _, _ = fold_datasets(resolve_data("phantom"), 0)
     threads = (

@@ -40,15 +40,16 @@ last, so the answer stays zero outside the quality mask.
 
 Examples:
     >>> import torch
-    >>> from mrsisr.consistency import KSpaceConsistency, centred_fft, kspace_block_mask
+    >>> from mrsisr.consistency import KSpaceConsistency
+    >>> from mrsisr.kspace import fft2c, scale_block_mask
     >>> from mrsisr.data.degrade import kspace_truncate
     >>> from mrsisr.types import Condition
     >>> x = torch.rand(2, 1, 64, 64, dtype=torch.float64)
     >>> ones = torch.ones_like(x)
     >>> cond = Condition(ones, kspace_truncate(x, 16).real, ones, ones, torch.tensor([4.0, 4.0]))
     >>> y = KSpaceConsistency(clamp=False, magnitude=False).project(torch.zeros_like(x), cond)
-    >>> block = kspace_block_mask(cond.scale, 64)
-    >>> bool(torch.allclose(centred_fft(y)[block], centred_fft(cond.lr)[block]))
+    >>> block = scale_block_mask(cond.scale, 64)
+    >>> bool(torch.allclose(fft2c(y)[block], fft2c(cond.lr)[block]))
     True
 """
 
@@ -59,6 +60,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from mrsisr.kspace import fft2c, ifft2c, scale_block_mask
 from mrsisr.registries import CONSISTENCY
 from mrsisr.types import Condition
 
@@ -66,61 +68,10 @@ __all__ = [
     "KSpaceConsistency",
     "NoConsistency",
     "ProjectedDenoiser",
-    "centred_fft",
-    "centred_ifft",
     "finish",
     "is_active",
-    "kspace_block_mask",
     "measured_block_error",
 ]
-
-
-def centred_fft(x: Tensor) -> Tensor:
-    """Centred, orthonormal 2-D FFT over the last two axes (as in the degradation).
-
-    Args:
-        x: Real or complex `(..., H, W)`.
-
-    Returns:
-        Complex k-space, DC at `(H/2, W/2)`.
-    """
-    dim = (-2, -1)
-    return torch.fft.fftshift(
-        torch.fft.fft2(torch.fft.ifftshift(x, dim=dim), norm="ortho"), dim=dim
-    )
-
-
-def centred_ifft(k: Tensor) -> Tensor:
-    """Inverse of [`centred_fft`][mrsisr.consistency.centred_fft].
-
-    Args:
-        k: Complex k-space `(..., H, W)`.
-
-    Returns:
-        Complex image.
-    """
-    dim = (-2, -1)
-    return torch.fft.fftshift(
-        torch.fft.ifft2(torch.fft.ifftshift(k, dim=dim), norm="ortho"), dim=dim
-    )
-
-
-def kspace_block_mask(scale: Tensor, n: int = 64) -> Tensor:
-    """Boolean `(B, 1, n, n)` mask of each sample's measured block `[n/2 - L/2, n/2 + L/2)`.
-
-    Args:
-        scale: Upscaling factors `(B,)`; `L = round(n / s)`.
-        n: Grid size.
-
-    Returns:
-        The block masks, on `scale`'s device.
-    """
-    sizes = torch.round(n / scale.double()).long().clamp(2, n)
-    idx = torch.arange(n, device=scale.device)
-    lo = (n // 2 - sizes // 2).view(-1, 1)
-    hi = (n // 2 + sizes // 2).view(-1, 1)
-    inside = (idx >= lo) & (idx < hi)  # (B, n)
-    return (inside[:, :, None] & inside[:, None, :]).unsqueeze(1)
 
 
 class NoConsistency(nn.Module):
@@ -192,19 +143,19 @@ class KSpaceConsistency(nn.Module):
         """
         work = torch.float64 if x0.dtype == torch.float64 else torch.float32
         x = x0.to(work)
-        block = kspace_block_mask(cond.scale.to(x.device), x.shape[-1])
+        block = scale_block_mask(cond.scale.to(x.device), x.shape[-1])
         weight = _residual_weight(cond.scale.to(x.device), x.shape[-1]).to(x)
         lr = cond.lr.to(x)
-        measured = centred_fft(lr)
+        measured = fft2c(lr)
         mask = cond.mask.to(x)
         for _ in range(self.iterations):
-            k = centred_fft(x)
+            k = fft2c(x)
             if self.magnitude:  # the LR magnitude with the estimate's own phase
-                trunc = centred_ifft(k * block)
+                trunc = ifft2c(k * block)
                 phase = torch.where(trunc.abs() > 1e-12, trunc / trunc.abs().clamp_min(1e-12), 1.0)
-                measured = centred_fft(lr * phase)
+                measured = fft2c(lr * phase)
             residual = (measured - k) * weight
-            x = x + centred_ifft(residual).real
+            x = x + ifft2c(residual).real
             if self.use_mask:
                 x = x * mask
             if self.clamp:
@@ -218,7 +169,7 @@ def _mirror(block: Tensor) -> Tensor:
 
 
 def _residual_weight(scale: Tensor, n: int) -> Tensor:
-    block = kspace_block_mask(scale, n)
+    block = scale_block_mask(scale, n)
     paired = block & _mirror(block)
     return paired.double() + 2.0 * (block & ~paired).double()
 
@@ -303,9 +254,9 @@ def measured_block_error(x0: Tensor, cond: Condition) -> Tensor:
     Returns:
         `||B(F x0) - B(F lr)|| / ||B(F lr)||` per sample, `(B,)`.
     """
-    block = kspace_block_mask(cond.scale.to(x0.device), x0.shape[-1])
-    a = centred_fft(x0.double()) * block
-    b = centred_fft(cond.lr.to(x0.device).double()) * block
+    block = scale_block_mask(cond.scale.to(x0.device), x0.shape[-1])
+    a = fft2c(x0.double()) * block
+    b = fft2c(cond.lr.to(x0.device).double()) * block
     return (
         (a - b).abs().flatten(1).norm(dim=1) / b.abs().flatten(1).norm(dim=1).clamp_min(1e-12)
     ).to(x0.dtype)

@@ -25,15 +25,7 @@ SAMPLERS: Registry = Registry("samplers", locations=["mrsisr.samplers"])
 CONDITIONING: Registry = Registry("conditioning", locations=["mrsisr.conditioning"])
 SCHEDULES: Registry = Registry("schedules", locations=["mrsisr.schedules"])
 CONSISTENCY: Registry = Registry("consistency", locations=["mrsisr.consistency"])
-PIPELINES: Registry = Registry(
-    "pipelines", locations=["mrsisr.pipeline", "mrsisr.one_step", "mrsisr.flow_enhancer"]
-)
-
-
-def _populate_recipes(reg: Registry) -> None:
-    from mrsisr.recipes import register_zoo
-
-    register_zoo(reg)
+PIPELINES: Registry = Registry("pipelines", locations=["mrsisr.pipelines"])
 
 
 def _check_recipe_target(target: object) -> str | None:
@@ -47,9 +39,11 @@ def _check_recipe_target(target: object) -> str | None:
     return None
 
 
-RECIPES: Registry = Registry("recipes", populate=_populate_recipes, check=_check_recipe_target)
+RECIPES: Registry = Registry(
+    "recipes", populate="mrsisr.recipes:register_zoo", check=_check_recipe_target
+)
 
-STUDIES: Registry = Registry("studies", locations=["mrsisr.studies", "mrsisr.consistency_study"])
+STUDIES: Registry = Registry("studies", locations=["mrsisr.eval.studies"])
 
 ROLES: dict[str, Registry] = {
     r.role: r

@@ -115,7 +115,9 @@ class Registry(Generic[T]):
             entry-point group `mrsisr.<role>`.
         locations: Modules imported on the first lookup so that their `@register` decorators run.
         populate: Optional callable run once on the first lookup to register built-ins that are
-            not Python objects (the recipe registry registers the zoo's TOML files this way).
+            not Python objects (the recipe registry registers the zoo's TOML files this way),
+            or its `"module:function"` path, imported on that lookup (so the registry module
+            does not import the module that fills it).
         group: Entry-point group to read plugins from; `None` gives `mrsisr.<role>`.
         entry_points: Function returning the entry points of a group. Tests pass a fake one; the
             default reads installed distributions with `importlib.metadata`.
@@ -129,7 +131,7 @@ class Registry(Generic[T]):
         role: str,
         *,
         locations: Iterable[str] = (),
-        populate: Callable[[Registry[T]], None] | None = None,
+        populate: Callable[[Registry[T]], None] | str | None = None,
         group: str | None = None,
         entry_points: Callable[[str], Iterable[importlib.metadata.EntryPoint]] | None = None,
         check: Callable[[Any], str | None] | None = None,
@@ -314,6 +316,9 @@ class Registry(Generic[T]):
             try:
                 for module in self._locations:
                     importlib.import_module(module)
+                if isinstance(self._populate, str):
+                    module, _, func = self._populate.partition(":")
+                    self._populate = getattr(importlib.import_module(module), func)
                 if self._populate is not None:
                     self._populate(self)
                 self._load_plugins()

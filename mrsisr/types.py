@@ -17,6 +17,7 @@ Conventions used everywhere in mrsisr:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -239,4 +240,46 @@ class Initializer(Protocol):
         generator: torch.Generator | None = None,
     ) -> Tensor:
         """Return `x_{t_start}` for every sample of `cond`, masked, `(B, 1, H, W)`."""
+        ...
+
+
+@runtime_checkable
+class Pipeline(Protocol):
+    """The contract every super-resolution method keeps: what bench, sr, studies and training use.
+
+    A pipeline is built from a recipe ([`Recipe.build`][mrsisr.recipes.Recipe.build]) or loaded
+    with its weights ([`mrsisr.load`][mrsisr.zoo.load]); the three built-in pipelines live in
+    [`mrsisr.pipelines`][mrsisr.pipelines]. Nothing outside a pipeline looks at its insides: the
+    progress of a long chain comes through `sample(progress=)`, the parameter table through
+    `parts()`, training through `training_stages()`.
+
+    Attributes:
+        nfe: Network evaluations per sample.
+        recipe: The resolved [`Recipe`][mrsisr.recipes.Recipe] it was built from (like diffusers'
+            `.config`), or `None` for a pipeline composed by hand.
+    """
+
+    nfe: int
+    recipe: Any
+
+    def sample(
+        self,
+        cond: Condition,
+        generator: torch.Generator | None = None,
+        *,
+        progress: Callable[[int], None] | None = None,
+    ) -> Tensor:
+        """Super-resolve a batch: `x0` estimates `(B, 1, H, W)`, masked, in [0, 1].
+
+        `progress`, when given, is called with the number of network evaluations after each
+        one (or after each group of them), adding up to `nfe` per call.
+        """
+        ...
+
+    def parts(self) -> dict[str, tuple[Any, bool]]:
+        """Part name → (module, counted in the paper's Table 1)."""
+        ...
+
+    def training_stages(self) -> list[Any]:
+        """The [`Stage`][mrsisr.stages.Stage]s that train it, in order."""
         ...

@@ -18,207 +18,28 @@ Examples:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import re
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from mrsisr.errors import CheckpointError
+from mrsisr.errors import CheckpointError, RecipeError
 from mrsisr.outputs import check_writable
-from mrsisr.recipes import load_recipe, zoo_dir
-
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-
-
-def check_name(value: Any, what: str) -> str:
-    """Refuse a recipe, size or file name that is not a plain identifier.
-
-    Names become file names under `zoo/weights`; `../x`, `a/b` or an empty name would reach
-    outside it.
-
-    Args:
-        value: The name.
-        what: How messages name the field (e.g. `card recipe`).
-
-    Returns:
-        The name.
-
-    Raises:
-        CheckpointError: If it is not letters, digits, `_`, `-` and `.` (not starting with `.`).
-    """
-    if not isinstance(value, str) or not _NAME.fullmatch(value) or ".." in value:
-        raise CheckpointError(
-            f"{what} {value!r}: not a plain name (letters, digits, _ - .); rename it"
-        )
-    return value
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """SHA-256 of a file, hex.
-
-    Args:
-        path: The file.
-
-    Returns:
-        64 hex digits.
-    """
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def read_card(path: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """Read and check a weights card (`<weights>.json` or a run's `card.json`).
-
-    Args:
-        path: The card file.
-
-    Returns:
-        The card, or `None` if the file does not exist.
-
-    Raises:
-        CheckpointError: If it is not a JSON object with sane values (one line naming the field).
-    """
-    path = Path(path)
-    if not path.is_file():
-        return None
-    try:
-        card = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: unreadable weights card ({exc}); restore it") from None
-    if not isinstance(card, dict):
-        raise CheckpointError(f"{path}: a weights card must be a JSON object; restore it")
-    resolved = card.get("resolved_recipe", {})
-    if not isinstance(resolved, dict) or not isinstance(resolved.get("pipeline", {}), dict):
-        raise CheckpointError(f"{path}: field 'resolved_recipe' must be a table of tables")
-    t_start = resolved.get("pipeline", {}).get("t_start")
-    if t_start is not None and (not isinstance(t_start, int) or isinstance(t_start, bool)):
-        raise CheckpointError(
-            f"{path}: field 'resolved_recipe.pipeline.t_start' must be an integer, got {t_start!r}"
-        )
-    digest = card.get("sha256")
-    if digest is not None and not (
-        isinstance(digest, str) and re.fullmatch("[0-9a-f]{64}", digest)
-    ):
-        raise CheckpointError(f"{path}: field 'sha256' must be 64 hex digits")
-    return card
-
-
-def verify_weights(file: str | os.PathLike[str], card: Mapping[str, Any] | None) -> None:
-    """Check a weights file against the SHA-256 its card records (if it records one).
-
-    Args:
-        file: The `.safetensors` file.
-        card: Its card.
-
-    Raises:
-        CheckpointError: If the file's hash differs (corrupted or replaced).
-    """
-    digest = (card or {}).get("sha256")
-    if digest and file_sha256(file) != digest:
-        raise CheckpointError(
-            f"{file}: contents do not match the SHA-256 in its card (corrupted or replaced); "
-            "restore the file, e.g. with git checkout"
-        )
-
-
-def weights_dir() -> Path:
-    """Return the folder of shipped weights (`zoo/weights`).
-
-    Returns:
-        The folder (it may not exist).
-    """
-    return zoo_dir() / "weights"
-
-
-def weights_path(name: str, size: str) -> Path:
-    """Return where the shipped weights of a recipe and size live.
-
-    A zoo recipe whose `[recipe]` table says `weights_from = "ddpm"` (the same network with
-    another sampler, such as `ddpm_respace`) uses that recipe's weights.
-
-    Args:
-        name: Recipe name.
-        size: Size variant.
-
-    Returns:
-        `zoo/weights/<name>-<size>.safetensors`.
-    """
-    from mrsisr.recipes import _read_toml
-    from mrsisr.registries import RECIPES
-
-    if name in RECIPES:
-        name = str(_read_toml(RECIPES.get(name)).get("recipe", {}).get("weights_from", name))
-    check_name(name, "recipe name")
-    check_name(size, "size")
-    return weights_dir() / f"{name}-{size}.safetensors"
-
-
-def weight_card(name: str, size: str) -> dict[str, Any] | None:
-    """Return the card of shipped weights, or `None` if there are none.
-
-    Args:
-        name: Recipe name.
-        size: Size variant.
-
-    Returns:
-        The card (recipe, data, steps, wall time, device, validation losses).
-    """
-    return read_card(weights_path(name, size).with_suffix(".json"))
-
-
-def load_pipeline_weights(
-    pipeline: Any, path: str | os.PathLike[str], parts: Collection[str] | None = None
-) -> None:
-    """Fill a built pipeline's parts from a weights file (or a run folder).
-
-    Parts that Table 1 counts must be present; uncounted parts (a discriminator or critic) may be
-    absent, a frozen pre-network is loaded when present.
-
-    Args:
-        pipeline: A built pipeline.
-        path: A `.safetensors` file or a run folder with `weights.safetensors`.
-        parts: Load (and require) only these parts, e.g. `["denoiser"]` from one file and
-            `["flow"]` from another; `None` loads every part the file has.
-
-    Raises:
-        CheckpointError: If the file is missing or damaged, or a required part does not fit.
-    """
-    from safetensors import safe_open
-
-    from mrsisr.pipeline import pipeline_parts
-    from mrsisr.train.engine import WEIGHTS_FILE, load_weights_into
-
-    path = Path(path)
-    file = path / WEIGHTS_FILE if path.is_dir() else path
-    if not file.is_file():
-        raise CheckpointError(f"{file}: weights not found")
-    verify_weights(file, _card_of(path))
-    try:
-        with safe_open(str(file), framework="pt") as fh:
-            present = {k.split(".", 1)[0] for k in fh.keys()}
-    except Exception as exc:  # safetensors raises several types for damaged files
-        raise CheckpointError(
-            f"{file}: unreadable weights ({' '.join(str(exc).split())[:200]})"
-        ) from None
-    wanted = {}
-    for part, (module, counted) in pipeline_parts(pipeline).items():
-        if parts is not None and part not in parts:
-            continue
-        if part in present:
-            wanted[part] = module
-        elif counted or parts is not None:
-            raise CheckpointError(
-                f"{file}: no weights for part '{part}'; is it for another recipe?"
-            )
-    load_weights_into(wanted, file)
+from mrsisr.recipes import accepted_keys, load_recipe
+from mrsisr.weights import (
+    CARD_FILE,
+    WEIGHTS_FILE,
+    check_name,
+    check_trained_t_start,
+    file_sha256,
+    load_pipeline_weights,
+    read_card,
+    weights_dir,
+    weights_path,
+)
 
 
 def load(
@@ -252,29 +73,10 @@ def load(
             f"no shipped weights for '{recipe.name}' at size '{size}' ({source}); train them with "
             f"`mrsisr train {recipe.name} --size {size} --out RUN` and pass weights=RUN"
         )
-    _check_trained_t_start(recipe, source)
+    check_trained_t_start(recipe, source)
     pipeline = recipe.build()
     load_pipeline_weights(pipeline, source)
     return pipeline.to(device).eval()
-
-
-def _card_of(source: Path) -> dict[str, Any] | None:
-    return read_card(source / "card.json" if source.is_dir() else source.with_suffix(".json"))
-
-
-def _check_trained_t_start(recipe: Any, source: Path) -> None:
-    """A trained GAN or flow initializer models x at one timestep: refuse another t_start."""
-    init = recipe.tables.get("initializer", {}).get("type")
-    card = _card_of(source)
-    if init in (None, "gaussian") or card is None:
-        return
-    trained = card.get("resolved_recipe", {}).get("pipeline", {}).get("t_start")
-    wanted = recipe.tables.get("pipeline", {}).get("t_start")
-    if trained is not None and wanted is not None and int(trained) != int(wanted):
-        raise CheckpointError(
-            f"{source}: its '{init}' initializer was trained to produce x at t_start={trained}, "
-            f"not {wanted}; keep pipeline.t_start={trained} or retrain the initializer"
-        )
 
 
 def export_run(
@@ -306,7 +108,7 @@ def export_run(
     from safetensors.torch import load_file, save_file
 
     run = Path(run)
-    card_file, weights_file = run / "card.json", run / "weights.safetensors"
+    card_file, weights_file = run / CARD_FILE, run / WEIGHTS_FILE
     if not (card_file.is_file() and weights_file.is_file()):
         raise CheckpointError(
             f"{run}: not a finished run (needs card.json and weights.safetensors)"
@@ -342,4 +144,78 @@ def export_run(
         card["notes"] = notes
     out.with_suffix(".json.tmp").write_text(json.dumps(card, indent=2))
     os.replace(out.with_suffix(".json.tmp"), out.with_suffix(".json"))
+    return out
+
+
+def _takes(role: str, table: Mapping[str, Any], key: str) -> bool:
+    """Whether the component a recipe table names takes the argument `key` (by its signature)."""
+    from mrsisr.registries import ROLES
+
+    if "type" not in table:
+        return False
+    names, var_kw = accepted_keys(ROLES[role].get(table["type"]))
+    return key in names or var_kw
+
+
+def sampling_overrides(
+    name: str,
+    size: str = "small",
+    *,
+    steps: int | None = None,
+    tau_d: float | None = None,
+    tau_f: float | None = None,
+) -> dict[str, Any]:
+    """Recipe overrides for the sampling knobs: number of steps, τd and τf.
+
+    Each knob goes to the component that declares it (an argument of its constructor), whatever
+    its registry name: `steps` to a sampler that takes `steps` (respace, DPM-Solver++, plugins);
+    a sampler without one (the full ancestral chain) becomes `respace` with that many steps from
+    the same `t_start` (the paper's "FTDDM with 50 steps"), keeping its τd. `tau_d` goes to a
+    sampler that takes `tau_d`, `tau_f` to an initializer that takes `tau_f`.
+
+    Args:
+        name: Recipe name or TOML path.
+        size: Size variant.
+        steps: Sampler steps K.
+        tau_d: Step-noise temperature of the sampler.
+        tau_f: Prior temperature of the initializer.
+
+    Returns:
+        A nested override mapping for [`load_recipe`][mrsisr.recipes.load_recipe] or
+        [`mrsisr.load`][mrsisr.zoo.load].
+
+    Raises:
+        RecipeError: If no component of the recipe takes the knob (e.g. `steps` for a one-step
+            model).
+
+    Examples:
+        >>> sampling_overrides("ftddm", steps=50, tau_d=0.5)
+        {'sampler': {'type': 'respace', 'steps': 50, 'tau_d': 0.5}}
+    """
+    recipe = load_recipe(name, size=size)
+    sampler = dict(recipe.tables.get("sampler", {}))
+    out: dict[str, Any] = {}
+    if steps is not None:
+        if not sampler:
+            raise RecipeError(f"{recipe.where}: has no sampler, so --steps does not apply")
+        if int(steps) < 1:
+            raise RecipeError(f"--steps must be at least 1, got {steps}")
+        if _takes("samplers", sampler, "steps"):
+            out["sampler"] = {"steps": int(steps)}
+        else:
+            sampler = {"type": "respace", "steps": int(steps)} | (
+                {"tau_d": sampler["tau_d"]} if "tau_d" in sampler else {}
+            )
+            out["sampler"] = dict(sampler)
+    if tau_d is not None:
+        if not _takes("samplers", sampler, "tau_d"):
+            raise RecipeError(
+                f"{recipe.where}: its sampler '{sampler.get('type', 'none')}' has no step-noise "
+                "temperature, so --tau-d does not apply"
+            )
+        out.setdefault("sampler", {})["tau_d"] = float(tau_d)
+    if tau_f is not None:
+        if not _takes("initializers", recipe.tables.get("initializer", {}), "tau_f"):
+            raise RecipeError(f"{recipe.where}: its initializer has no prior temperature (--tau-f)")
+        out["initializer"] = {"tau_f": float(tau_f)}
     return out

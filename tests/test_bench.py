@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from mrsisr.bench import _merge, run_bench, select_maps
 from mrsisr.data import MRSIDataset, collate, fold_split, load_dataset
+from mrsisr.eval.bench import run_bench, select_maps
+from mrsisr.eval.scores import merge_shards
 from mrsisr.metrics import batch_metrics
-from mrsisr.pipeline import count_parameters
+from mrsisr.pipelines import count_parameters
 from mrsisr.recipes import load_recipe
 
 
@@ -28,7 +29,7 @@ def test_merge_undoes_rank_sharding():
     parts = [
         {k: np.array(chosen[r::3], float) for k in ("nrmse", "psnr", "ssim")} for r in range(3)
     ]
-    merged = _merge(parts, chosen, 3)
+    merged = merge_shards(parts, len(chosen), 3)
     assert merged["ssim"].tolist() == [float(i) for i in chosen]
 
 
@@ -94,7 +95,7 @@ def test_bench_cli_tiny_on_two_maps(cli, cohort5, tmp_path):
 
 
 def test_bench_pipelines_from_python_share_maps(cohort5):
-    from mrsisr.one_step import OneStepPipeline
+    from mrsisr.pipelines.one_step import OneStepPipeline
 
     class Identity(torch.nn.Module):  # returns the LR input: must score exactly as lr_input
         def forward(self, cond, lambda_adv=0.0, metabolite=None):
@@ -115,7 +116,7 @@ def test_bench_pipelines_from_python_share_maps(cohort5):
 
 
 def test_slow_models_run_on_the_first_maps_and_pair_on_them(cohort5, tmp_path):
-    from mrsisr.one_step import OneStepPipeline
+    from mrsisr.pipelines.one_step import OneStepPipeline
 
     class Identity(torch.nn.Module):
         def forward(self, cond, lambda_adv=0.0, metabolite=None):

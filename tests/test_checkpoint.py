@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch import nn
 
+from mrsisr.checkpoint import load_checkpoint, restore_checkpoint, save_checkpoint
 from mrsisr.errors import CheckpointError
-from mrsisr.train.checkpoint import load_checkpoint, restore_checkpoint, save_checkpoint
 
 
 def make(seed=0):

@@ -21,7 +21,7 @@ def test_recipe_names_are_case_insensitive_or_suggested(cli):
 
 
 def test_device_auto_and_refusals():
-    from mrsisr.cli.zoo import resolve_device
+    from mrsisr.devices import resolve_device
 
     assert resolve_device("auto") in ("cpu", "cuda")
     assert resolve_device("cpu") == "cpu"

@@ -8,12 +8,12 @@ import torch
 from mrsisr.consistency import (
     KSpaceConsistency,
     ProjectedDenoiser,
-    centred_fft,
-    centred_ifft,
-    kspace_block_mask,
     measured_block_error,
 )
 from mrsisr.data.degrade import kspace_lowres
+from mrsisr.kspace import fft2c as centred_fft
+from mrsisr.kspace import ifft2c as centred_ifft
+from mrsisr.kspace import scale_block_mask as kspace_block_mask
 from mrsisr.recipes import load_recipe
 from mrsisr.registries import CONSISTENCY, SAMPLERS
 from mrsisr.schedules import CosineSchedule
@@ -110,7 +110,7 @@ def consistent_law(scale: float):
 @pytest.mark.parametrize("sampler", ["ancestral", "respace", "dpm_solver_pp"])
 def test_oracle_law_is_unchanged_when_the_data_are_consistent(sampler):
     from mrsisr.initializers.gaussian import GaussianInitializer
-    from mrsisr.pipeline import DiffusionPipeline
+    from mrsisr.pipelines import DiffusionPipeline
 
     schedule = CosineSchedule()
     c, q, _ = consistent_law(4.0)

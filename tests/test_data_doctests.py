@@ -10,9 +10,9 @@ MODULES = [
     "mrsisr.data.splits",
     "mrsisr.data.dataset",
     "mrsisr.data.phantom",
-    "mrsisr.bench",
+    "mrsisr.eval.bench",
     "mrsisr.sr",
-    "mrsisr.studies",
+    "mrsisr.eval.studies",
 ]
 
 

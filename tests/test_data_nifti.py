@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from mrsisr.cli.data import app
 from mrsisr.data import METABOLITES, check_dataset, load_subject
-from mrsisr.data.nifti import resample_to_grid
+from mrsisr.data.resample import resample_to_grid
 from mrsisr.errors import DataError
 
 AFF = np.diag([3.4375, 3.4375, 3.41, 1.0])

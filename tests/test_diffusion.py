@@ -121,7 +121,7 @@ def test_gaussian_initializer():
     ("name", "nfe"), [("ddpm", 1000), ("ddpm_respace", 100), ("dpm_solver_pp", 100)]
 )
 def test_zoo_recipes_paper_counts_and_tiny_sampling(name, nfe):
-    from mrsisr.pipeline import count_parameters
+    from mrsisr.pipelines import count_parameters
     from mrsisr.recipes import load_recipe
 
     paper = load_recipe(name, size="paper").build()

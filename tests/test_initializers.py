@@ -202,7 +202,7 @@ def test_patch_critic_shapes_and_errors() -> None:
 @pytest.mark.parametrize("sampler_name", SAMPLERS.names())
 @pytest.mark.parametrize("init_name", INITIALIZERS.names())
 def test_every_initializer_composes_with_every_sampler(init_name: str, sampler_name: str) -> None:
-    from mrsisr.pipeline import DiffusionPipeline
+    from mrsisr.pipelines import DiffusionPipeline
 
     torch.manual_seed(0)
     schedule = CosineSchedule()
@@ -229,7 +229,7 @@ def test_every_initializer_composes_with_every_sampler(init_name: str, sampler_n
 
 def test_hybrid_gan_initializer_with_dpm_solver_pp() -> None:
     # The docs' hybrid: a GAN start at T_trunc = 100, then DPM-Solver++ (20 steps).
-    from mrsisr.pipeline import DiffusionPipeline
+    from mrsisr.pipelines import DiffusionPipeline
 
     torch.manual_seed(0)
     pipe = DiffusionPipeline(
@@ -260,7 +260,7 @@ def test_hybrid_gan_initializer_with_dpm_solver_pp() -> None:
     ],
 )
 def test_paper_size_recipes_count_like_table_1(name: str, total: int, parts: dict) -> None:
-    from mrsisr.pipeline import count_parameters
+    from mrsisr.pipelines import count_parameters
     from mrsisr.recipes import load_recipe
 
     pipe = load_recipe(name, size="paper").build()
@@ -315,7 +315,7 @@ def _tiny_dataset(size: int = 16):
     ("init_name", "stages"), [("flow", ["denoiser", "flow"]), ("gan", ["denoiser", "generator"])]
 )
 def test_trainer_runs_the_initializer_stages(tmp_path, init_name: str, stages: list) -> None:
-    from mrsisr.pipeline import DiffusionPipeline
+    from mrsisr.pipelines import DiffusionPipeline
     from mrsisr.recipes import Recipe
     from mrsisr.train.engine import TrainConfig, Trainer
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from mrsisr.data import kspace_lowres
-from mrsisr.flow_enhancer import FlowEnhancerPipeline
-from mrsisr.one_step import OneStepPipeline
-from mrsisr.pipeline import count_parameters
+from mrsisr.pipelines import count_parameters
+from mrsisr.pipelines.flow_enhancer import FlowEnhancerPipeline
+from mrsisr.pipelines.one_step import OneStepPipeline
 from mrsisr.recipes import load_recipe
 from mrsisr.registries import PIPELINES
 from mrsisr.types import Batch, Condition

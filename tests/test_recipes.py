@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from mrsisr.errors import RecipeError, UnknownNameError
-from mrsisr.pipeline import DiffusionPipeline, count_parameters
+from mrsisr.pipelines import DiffusionPipeline, count_parameters
 from mrsisr.recipes import dumps_toml, load_recipe
 from mrsisr.registry import Registry
 

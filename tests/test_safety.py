@@ -22,9 +22,9 @@ import numpy as np
 import pytest
 
 from mrsisr.errors import CheckpointError
-from mrsisr.pipeline import pipeline_parts
+from mrsisr.pipelines import pipeline_parts
 from mrsisr.recipes import load_recipe
-from mrsisr.train.engine import save_weights
+from mrsisr.weights import save_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -305,7 +305,7 @@ def bench_args(cohort, weights, out):
 
 def test_corrupted_weights_are_caught_by_their_hash(cli, cohort5, tiny_weights, tmp_path):
     import mrsisr
-    from mrsisr.zoo import file_sha256
+    from mrsisr.weights import file_sha256
 
     w = tmp_path / "w.safetensors"
     shutil.copy(tiny_weights, w)
@@ -322,7 +322,7 @@ def test_corrupted_weights_are_caught_by_their_hash(cli, cohort5, tiny_weights, 
 
 
 def test_every_shipped_card_has_a_hash_that_matches():
-    from mrsisr.zoo import file_sha256, weights_dir
+    from mrsisr.weights import file_sha256, weights_dir
 
     cards = sorted(weights_dir().rglob("*.json"))
     assert cards

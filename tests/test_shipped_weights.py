@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from mrsisr.zoo import weights_dir
+from mrsisr.weights import weights_dir
 
 SHIPPED = sorted(weights_dir().glob("*.safetensors")) if weights_dir().is_dir() else []
 
@@ -45,13 +45,8 @@ ABLATION = sorted((weights_dir() / "ablation").glob("*.safetensors"))
 @pytest.mark.parametrize("path", ABLATION, ids=lambda p: p.stem)
 def test_shipped_ablation_flows_match_their_variant(path):
     """Each shipped ablation flow was trained with its variant's overrides and loads into it."""
-    from mrsisr.studies import (
-        ABLATIONS,
-        StudyConfig,
-        _ablation_pipeline,
-        _flat,
-        ablation_weights_path,
-    )
+    from mrsisr.eval.studies import ABLATIONS, StudyConfig, ablation_weights_path
+    from mrsisr.eval.studies.ablation import _flat, ablation_pipeline
 
     card = json.loads(path.with_suffix(".json").read_text())
     variant = path.stem.removeprefix("ftddm-").removesuffix(f"-{card['size']}")
@@ -60,5 +55,5 @@ def test_shipped_ablation_flows_match_their_variant(path):
     trained = _flat(card["resolved_recipe"])
     for key, value in _flat(ABLATIONS[variant].overrides).items():
         assert trained[key] == value, key
-    pipe = _ablation_pipeline(StudyConfig(size=card["size"]), variant)
+    pipe = ablation_pipeline(StudyConfig(size=card["size"]), variant)
     assert pipe.nfe == (1 if variant == "flow_only" else 101)

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from mrsisr.errors import RecipeError
-from mrsisr.pipeline import pipeline_parts
+from mrsisr.pipelines import pipeline_parts
 from mrsisr.recipes import load_recipe
 from mrsisr.sr import sampling_overrides
-from mrsisr.train.engine import save_weights
+from mrsisr.weights import save_weights
 
 
 @pytest.fixture(scope="module")
@@ -229,9 +229,9 @@ def test_sr_takes_a_native_16x16_acquisition_and_keeps_its_header(
     assert info["scale"] == 4.0 and info["native_matrix"] == 16 and info["samples"] == 2
     for key in ("mrsisr_version", "seed", "device", "dtype", "command", "inputs", "wall_time_s"):
         assert key in info, key
-    assert list(info["weights_sha256"].values())[0] == __import__("mrsisr.zoo").zoo.file_sha256(
-        tiny_ftddm
-    )
+    assert list(info["weights_sha256"].values())[0] == __import__(
+        "mrsisr.weights"
+    ).weights.file_sha256(tiny_ftddm)
     assert info["command"].startswith("mrsisr sr ftddm")
     # a scale that disagrees with the acquired matrix is refused, nothing written
     late = cli(
@@ -347,10 +347,42 @@ def test_a_model_without_mris_takes_a_subject_without_them(cli, cohort5, tiny_ft
     assert not (tmp_path / "b").exists()
 
 
-def test_estimate_seconds_times_one_evaluation():
-    from mrsisr.sr import estimate_seconds
+def test_estimate_seconds_through_the_pipeline_contract():
+    """Chains are timed per evaluation (cut short via progress), one-step models whole."""
+    from mrsisr.sr import estimate_seconds, maps_per_call
 
     pipe = load_recipe("ftddm", size="tiny").build().eval()
-    one = estimate_seconds(pipe, n_maps=4, samples=1, batch=4)
+    calls: list[int] = []
+    original = pipe.sample
+
+    def counted(cond, generator=None, *, progress=None):
+        calls.append(cond.batch_size)
+        return original(cond, generator=generator, progress=progress)
+
+    pipe.sample = counted
+    one = estimate_seconds(pipe, n_maps=4, samples=2, batch=4)
     assert one is not None and one > 0
-    assert estimate_seconds(load_recipe("munet_fs_cwgan", size="tiny").build(), 4, 1, 4) is None
+    assert calls == [4]  # one call, cut short: 2 maps x 2 samples per evaluation
+    munet = load_recipe("munet_fs_cwgan", size="tiny").build().eval()
+    assert estimate_seconds(munet, 4, 1, 4) > 0
+    assert estimate_seconds(munet, 0, 1, 4) is None
+    assert maps_per_call(64, 4) == 16 and maps_per_call(3, 4) == 1
+
+
+def test_sr_batch_counts_images_per_evaluation(cohort5):
+    """`--batch` is images per network evaluation everywhere: maps per call = batch // samples."""
+    from mrsisr.sr import super_resolve
+
+    pipe = load_recipe("munet_fs_cwgan", size="tiny").build().eval()
+    seen: list[int] = []
+    original = pipe.sample
+
+    def counted(cond, generator=None, *, progress=None):
+        seen.append(cond.batch_size)
+        return original(cond, generator=generator, progress=progress)
+
+    pipe.sample = counted
+    sub = sorted(p for p in cohort5.iterdir() if p.is_dir())[0]
+    res = super_resolve(pipe, sub, scale=4, samples=2, batch=4, metabolites=["NAA"])
+    assert seen and max(seen) <= 4 and all(n % 2 == 0 for n in seen)
+    assert sum(seen) == 2 * res.info["maps"]

@@ -8,9 +8,9 @@ import pytest
 import torch
 from test_zoo import synthetic_batch
 
+from mrsisr.eval.studies import ConditionedScale
 from mrsisr.recipes import load_recipe
 from mrsisr.registries import STUDIES
-from mrsisr.studies import ConditionedScale
 
 COMMON = ["--size", "tiny", "--untrained", "--limit", "1", "--scales", "8"]
 
@@ -147,8 +147,9 @@ def test_ablation_study(cli, cohort5, tmp_path):
 
 
 def test_ablation_variant_pairs_ftddm_denoiser_with_its_own_flow(tmp_path):
-    from mrsisr.studies import StudyConfig, _ablation_pipeline
-    from mrsisr.train.engine import save_weights
+    from mrsisr.eval.studies import StudyConfig
+    from mrsisr.eval.studies.ablation import ablation_pipeline
+    from mrsisr.weights import save_weights
 
     torch.manual_seed(0)
     ftddm = load_recipe("ftddm", size="tiny").build()
@@ -162,7 +163,7 @@ def test_ablation_variant_pairs_ftddm_denoiser_with_its_own_flow(tmp_path):
     cfg = StudyConfig(
         size="tiny", weights={"ftddm": str(tmp_path / "f.st"), "no_mask": str(tmp_path / "v.st")}
     )
-    pipe = _ablation_pipeline(cfg, "no_mask")
+    pipe = ablation_pipeline(cfg, "no_mask")
     for got, want in (
         (pipe.denoiser, ftddm.denoiser),
         (pipe.initializer.flow, variant.initializer.flow),
@@ -173,8 +174,9 @@ def test_ablation_variant_pairs_ftddm_denoiser_with_its_own_flow(tmp_path):
 
 def test_ablation_refuses_a_flow_trained_without_the_variant_overrides(tmp_path):
     from mrsisr.errors import CheckpointError
-    from mrsisr.studies import StudyConfig, _ablation_pipeline
-    from mrsisr.train.engine import save_weights
+    from mrsisr.eval.studies import StudyConfig
+    from mrsisr.eval.studies.ablation import ablation_pipeline
+    from mrsisr.weights import save_weights
 
     recipe = load_recipe("ftddm", size="tiny")
     pipe = recipe.build()
@@ -186,4 +188,4 @@ def test_ablation_refuses_a_flow_trained_without_the_variant_overrides(tmp_path)
     with pytest.raises(
         CheckpointError, match=r"guide_weight = 10.0.*--set initializer.guide_weight=0"
     ):
-        _ablation_pipeline(cfg, "no_guide")
+        ablation_pipeline(cfg, "no_guide")

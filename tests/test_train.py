@@ -24,7 +24,7 @@ SETUP = textwrap.dedent(
     """
     import numpy as np, torch
     from mrsisr.data import MRSIDataset, Subject
-    from mrsisr.pipeline import DiffusionPipeline
+    from mrsisr.pipelines import DiffusionPipeline
     from mrsisr.registries import BACKBONES, INITIALIZERS, SAMPLERS, SCHEDULES
     from mrsisr.recipes import Recipe
 
@@ -75,7 +75,8 @@ def final_weights(run: Path) -> dict[str, torch.Tensor]:
 
 
 def test_run_folder_card_and_weights(tmp_path):
-    from mrsisr.train.engine import Trainer, load_weights_into
+    from mrsisr.train.engine import Trainer
+    from mrsisr.weights import load_weights_into
 
     train, val = ns["make_data"]()
     pipe = ns["make_pipeline"]()
@@ -120,7 +121,7 @@ def test_existing_run_needs_resume(tmp_path):
 
 def test_loss_goes_down_on_a_fixed_batch():
     from mrsisr.data import collate
-    from mrsisr.train.stages import training_stages
+    from mrsisr.stages import training_stages
 
     train, _ = ns["make_data"]()
     batch = collate([train[i] for i in range(4)])
@@ -247,7 +248,7 @@ def test_load_weights_under_another_part_name(tmp_path):
     from torch import nn
 
     from mrsisr.errors import CheckpointError
-    from mrsisr.train.engine import load_weights_into, save_weights
+    from mrsisr.weights import load_weights_into, save_weights
 
     torch.manual_seed(0)
     trained, fresh = nn.Conv2d(2, 3, 3), nn.Conv2d(2, 3, 3)

@@ -11,7 +11,7 @@ import torch
 from mrsisr.data import MRSIDataset, Subject, collate
 from mrsisr.recipes import load_recipe
 from mrsisr.registries import RECIPES
-from mrsisr.train.stages import training_stages
+from mrsisr.stages import training_stages
 
 ZOO = RECIPES.names()
 
@@ -180,7 +180,7 @@ def test_load_without_shipped_weights_says_how_to_train(tmp_path, monkeypatch):
     import mrsisr
     from mrsisr.errors import CheckpointError
 
-    monkeypatch.setattr("mrsisr.zoo.weights_dir", lambda: tmp_path)
+    monkeypatch.setattr("mrsisr.weights.weights_dir", lambda: tmp_path)
     with pytest.raises(
         CheckpointError, match=r"no shipped weights for 'ddpm' at size 'tiny'.*mrsisr train ddpm"
     ):
@@ -189,7 +189,7 @@ def test_load_without_shipped_weights_says_how_to_train(tmp_path, monkeypatch):
 
 def test_flow_only_pipeline_is_the_flow_alone():
     """t_start = 0 (Table 2's 'flow only'): 1 NFE, no denoiser stage, part or parameter."""
-    from mrsisr.pipeline import count_parameters
+    from mrsisr.pipelines import count_parameters
 
     torch.manual_seed(0)
     pipe = load_recipe("ftddm", size="tiny", overrides={"pipeline.t_start": 0}).build().eval()
@@ -230,8 +230,8 @@ def test_flow_condition_channels_must_match_the_ablation_switches():
 def test_export_and_load_selected_parts(tmp_path):
     """A variant's flow is exported alone and loaded next to another recipe's denoiser."""
     from mrsisr.errors import CheckpointError
-    from mrsisr.train.engine import save_weights
-    from mrsisr.zoo import export_run, load_pipeline_weights
+    from mrsisr.weights import load_pipeline_weights, save_weights
+    from mrsisr.zoo import export_run
 
     torch.manual_seed(0)
     a = load_recipe("ftddm", size="tiny").build()

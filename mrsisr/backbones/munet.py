@@ -36,8 +36,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mrsisr.conditioning.filter_scaling import FilterScaledConv2d, mlp4, resolution_value
-from mrsisr.data.nifti import METABOLITES
+from mrsisr.constants import METABOLITES
 from mrsisr.errors import DataError, RecipeError
+from mrsisr.kspace import block_mask as kspace_block_mask
+from mrsisr.kspace import fft2c, ifft2c
 from mrsisr.registries import BACKBONES, CONDITIONING
 from mrsisr.types import Condition
 
@@ -47,13 +49,10 @@ __all__ = [
     "MUNet",
     "SharpnessNorm",
     "data_consistency",
-    "fft2c",
-    "ifft2c",
-    "kspace_block_mask",
     "metabolite_codes",
 ]
 
-# The embedding uses mrsisr.data.METABOLITES order, the codes that Condition.metabolite carries.
+# The embedding uses mrsisr.constants.METABOLITES order, the codes that Condition.metabolite carries.
 
 _ALIASES = {"cr+pcr": "tCr", "gpc+pch": "tCho"}
 
@@ -82,51 +81,6 @@ def metabolite_codes(names: Sequence[str], device: torch.device | str | None = N
             )
         codes.append(lookup[key])
     return torch.tensor(codes, dtype=torch.long, device=device)
-
-
-def fft2c(x: Tensor) -> Tensor:
-    """Centred orthonormal 2-D FFT over the last two axes (SPEC §1).
-
-    Args:
-        x: Real or complex images `(..., H, W)`.
-
-    Returns:
-        Complex k-space `(..., H, W)` with the zero frequency at index `(H // 2, W // 2)`.
-    """
-    x = torch.fft.ifftshift(x, dim=(-2, -1))
-    return torch.fft.fftshift(torch.fft.fft2(x, norm="ortho"), dim=(-2, -1))
-
-
-def ifft2c(k: Tensor) -> Tensor:
-    """Inverse of [`fft2c`][mrsisr.backbones.munet.fft2c].
-
-    Args:
-        k: Centred complex k-space `(..., H, W)`.
-
-    Returns:
-        Complex images `(..., H, W)`.
-    """
-    k = torch.fft.ifftshift(k, dim=(-2, -1))
-    return torch.fft.fftshift(torch.fft.ifft2(k, norm="ortho"), dim=(-2, -1))
-
-
-def kspace_block_mask(half: Tensor, size: int, *, symmetric: bool = False) -> Tensor:
-    """Boolean mask of the central k-space block of each sample.
-
-    Args:
-        half: Half LR size `d` per sample, integer-valued `(B,)`.
-        size: Matrix size `H = W` (centre `c = size // 2`).
-        symmetric: Use the Hermitian-closed block `[c - d, c + d]` (`2d + 1` wide) instead of the
-            LR block `[c - d, c + d)` of SPEC §1.
-
-    Returns:
-        `(B, 1, size, size)` bool, True inside each sample's central block.
-    """
-    c = size // 2
-    idx = torch.arange(size, device=half.device)
-    d = half.reshape(-1, 1).to(idx.device)
-    inside = (idx >= c - d) & ((idx <= c + d) if symmetric else (idx < c + d))  # (B, size)
-    return (inside[:, :, None] & inside[:, None, :]).unsqueeze(1)
 
 
 DC_MODES = ("magnitude", "real", "none")
@@ -271,9 +225,9 @@ class MUNet(nn.Module):
                 f"munet: data_consistency {data_consistency!r} is not one of {', '.join(DC_MODES)}"
             )
         conv = CONDITIONING.get(conditioning)
-        if not (isinstance(conv, type) and issubclass(conv, FilterScaledConv2d)):
+        if getattr(conv, "kind", None) != "conv":
             raise RecipeError(
-                f"munet: conditioning {conditioning!r} is not a filter-scaled convolution; "
+                f"munet: conditioning {conditioning!r} is not a scaled convolution (kind 'conv'); "
                 'use conditioning = "filter_scaling"'
             )
         f = features

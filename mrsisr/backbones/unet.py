@@ -39,7 +39,6 @@ from torch import Tensor, nn
 
 from mrsisr.conditioning.adagn import group_norm
 from mrsisr.conditioning.embeddings import ScaleEmbedding, TimestepEmbedding
-from mrsisr.conditioning.modulated import ModulatedNorm
 from mrsisr.errors import RecipeError
 from mrsisr.registries import BACKBONES, CONDITIONING
 from mrsisr.types import Condition
@@ -235,12 +234,11 @@ class UNet(nn.Module):
     ) -> None:
         super().__init__()
         target = CONDITIONING.get(conditioning)
-        if not (isinstance(target, type) and issubclass(target, ModulatedNorm)):
+        if getattr(target, "kind", None) != "norm":
             usable = [
                 n
                 for n in CONDITIONING.names()
-                if isinstance(CONDITIONING.get(n), type)
-                and issubclass(CONDITIONING.get(n), ModulatedNorm)
+                if getattr(CONDITIONING.get(n), "kind", None) == "norm"
             ]
             raise RecipeError(
                 f"[denoiser] conditioning '{conditioning}' is not a modulated norm the UNet can "

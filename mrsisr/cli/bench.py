@@ -9,16 +9,16 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from mrsisr.bench import DEFAULT_LIMIT, DEFAULT_SLOW_LIMIT
 from mrsisr.cli.zoo import (
     ConsistencyOption,
     SetOption,
     SizeOption,
     parse_overrides,
-    resolve_device,
     with_consistency,
 )
+from mrsisr.devices import resolve_device
 from mrsisr.errors import MrsisrError
+from mrsisr.eval.bench import DEFAULT_LIMIT, DEFAULT_SLOW_LIMIT
 
 console = Console()
 if not console.is_terminal and "COLUMNS" not in os.environ:
@@ -109,7 +109,12 @@ def bench_cmd(
         str, typer.Option("--out", "-o", help="Folder for results.json, results.csv, grid.png.")
     ] = "bench-results",
     batch: Annotated[
-        int, typer.Option(min=0, help="Maps per sampling call; 0 = all maps of a scale at once.")
+        int,
+        typer.Option(
+            min=0,
+            help="Images per network evaluation, as in every command: maps per sampling call; "
+            "0 = all maps of a scale at once.",
+        ),
     ] = 0,
     weights: Annotated[
         list[str] | None,
@@ -145,7 +150,7 @@ def bench_cmd(
     p-values against the first model) and writes results.json, results.csv and a figure.
     Under `torchrun --nproc_per_node=N` the maps are sharded over the processes.
     """
-    from mrsisr.bench import BENCH_MARKER, run_bench
+    from mrsisr.eval.bench import BENCH_MARKER, run_bench
     from mrsisr.outputs import prepare_out
 
     names = with_consistency(parse_list(models, "--models"), consistency)
@@ -187,7 +192,7 @@ def bench_table(result) -> Table:  # noqa: ANN001
     """Render a bench result as a rich table, one line per model and scale.
 
     Args:
-        result: A [`BenchResult`][mrsisr.bench.BenchResult].
+        result: A [`BenchResult`][mrsisr.eval.bench.BenchResult].
 
     Returns:
         The table.
@@ -282,9 +287,9 @@ def study_cmd(
     sharpness: the tau_d sweep with PSNR, SSIM and LPIPS (Fig. 7); ablation: flow only,
     diffusion only, both (Table 2) and FTDDM's flow without mask, MRIs or guide loss (Table 3).
     """
+    from mrsisr.eval.studies import STUDY_MARKER, StudyConfig
     from mrsisr.outputs import prepare_out
     from mrsisr.registries import STUDIES
-    from mrsisr.studies import STUDY_MARKER, StudyConfig
 
     study = STUDIES.get(name)
     with_consistency([], consistency, allow_both=False)  # validates the value
@@ -315,7 +320,7 @@ def study_table(result) -> Table:  # noqa: ANN001
     """Render a study result as a rich table.
 
     Args:
-        result: A [`StudyResult`][mrsisr.studies.StudyResult].
+        result: A [`StudyResult`][mrsisr.eval.studies.StudyResult].
 
     Returns:
         The table.

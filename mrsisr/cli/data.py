@@ -69,7 +69,8 @@ def check(
     directory: Annotated[Path, typer.Argument(help="Dataset folder (one folder per subject).")],
 ) -> None:
     """Validate a dataset folder; print one line per problem (exit 2) or a summary."""
-    from mrsisr.data.nifti import check_dataset, load_subject, subject_dirs, subject_notes
+    from mrsisr.data.layout import subject_dirs, subject_notes
+    from mrsisr.data.nifti import check_dataset, load_subject
 
     problems = check_dataset(directory)
     for d in subject_dirs(directory):

@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from mrsisr.cli.zoo import ConsistencyOption, resolve_device, with_consistency
+from mrsisr.cli.zoo import ConsistencyOption, with_consistency
+from mrsisr.devices import resolve_device
 from mrsisr.errors import MrsisrError
 
 console = Console(stderr=True)
@@ -76,7 +77,14 @@ def sr_cmd(
     device: Annotated[
         str, typer.Option(help="auto (CUDA when present), cpu, cuda or cuda:N.")
     ] = "auto",
-    batch: Annotated[int, typer.Option(min=1, help="Maps per sampling call.")] = 32,
+    batch: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Images per network evaluation (maps × samples; bounds memory), as in every "
+            "command.",
+        ),
+    ] = 64,
     consistency: ConsistencyOption = "none",
     preview: Annotated[
         str | None,
@@ -123,7 +131,8 @@ def sr_cmd(
         uses_mri,
         write_sr,
     )
-    from mrsisr.zoo import file_sha256, load, weights_path
+    from mrsisr.weights import file_sha256, weights_path
+    from mrsisr.zoo import load
 
     if scale is not None:
         check_scale(scale)
@@ -131,7 +140,7 @@ def sr_cmd(
         size = _card_size(weights) or "small"
     with_consistency([], consistency, allow_both=False)  # validates the value
     device = resolve_device(device)
-    from mrsisr.data.nifti import is_subject_dir, subject_dirs, subject_notes
+    from mrsisr.data.layout import is_subject_dir, subject_dirs, subject_notes
 
     if not Path(input).is_dir():
         raise MrsisrError(f"--input {input}: subject folder not found")
@@ -261,7 +270,7 @@ BATCH_MARKER = ".mrsisr-sr"
 def _card_size(weights: str | None) -> str | None:
     from pathlib import Path
 
-    from mrsisr.zoo import read_card
+    from mrsisr.weights import read_card
 
     if not weights:
         return None

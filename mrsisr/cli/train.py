@@ -8,7 +8,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from mrsisr.cli.zoo import SetOption, SizeOption, parse_overrides, resolve_device
+from mrsisr.cli.zoo import SetOption, SizeOption, parse_overrides
+from mrsisr.devices import resolve_device
 from mrsisr.errors import MrsisrError
 
 console = Console()
@@ -29,7 +30,15 @@ def train_cmd(
     ] = 0,
     size: SizeOption = "small",
     steps: Annotated[int, typer.Option(min=1, help="Optimiser steps per stage.")] = 1000,
-    batch: Annotated[int, typer.Option("--batch", min=1, help="Maps per step (per process).")] = 8,
+    batch: Annotated[
+        int,
+        typer.Option(
+            "--batch",
+            min=1,
+            help="Images per network evaluation, as in every command: maps per optimiser step "
+            "(per process).",
+        ),
+    ] = 8,
     lr: Annotated[
         float | None,
         typer.Option(help="Learning rate for every stage (default: each stage's paper value)."),

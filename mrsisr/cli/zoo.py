@@ -61,45 +61,6 @@ def with_consistency(names: list[str], mode: str, *, allow_both: bool = True) ->
     return dc if mode == "kspace" else [x for pair in zip(names, dc) for x in pair]
 
 
-def resolve_device(device: str) -> str:
-    """Turn `--device` into a torch device string, or refuse it with one line.
-
-    Args:
-        device: `auto` (CUDA when present, else CPU), `cpu`, `cuda`, `cuda:N` or `mps`.
-
-    Returns:
-        The device string to use.
-
-    Raises:
-        MrsisrError: For a device torch does not know or this machine does not have.
-    """
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, ValueError):
-        raise MrsisrError(
-            f"--device {device}: not a device; use auto, cpu, cuda, cuda:N or mps"
-        ) from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise MrsisrError(
-                f"--device {device}: no CUDA device is available here; use --device cpu"
-            )
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise MrsisrError(
-                f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)"
-            )
-    elif dev.type == "mps":
-        if not torch.backends.mps.is_available():
-            raise MrsisrError(f"--device {device}: MPS is not available here; use --device cpu")
-    elif dev.type != "cpu":
-        raise MrsisrError(f"--device {device}: unsupported; use auto, cpu, cuda, cuda:N or mps")
-    return str(dev)
-
-
 def parse_overrides(items: list[str] | None) -> dict[str, Any]:
     """Parse `table.key=value` strings into a dotted override mapping.
 
@@ -177,7 +138,7 @@ def list_cmd(
 
 def _shipped_sizes(recipe: str) -> list[str]:
     from mrsisr.recipes import SIZES
-    from mrsisr.zoo import weights_path
+    from mrsisr.weights import weights_path
 
     return [size for size in SIZES if weights_path(recipe, size).is_file()]
 
@@ -227,7 +188,7 @@ def recipe_info(
         `{"name", "size", "params": {"total", <part>: n}, "uncounted": [...], "nfe"}`.
     """
 
-    from mrsisr.pipeline import count_parameters, pipeline_parts
+    from mrsisr.pipelines import count_parameters, pipeline_parts
     from mrsisr.recipes import load_recipe
 
     recipe = load_recipe(name, size=size, overrides=overrides)

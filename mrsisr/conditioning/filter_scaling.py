@@ -162,7 +162,13 @@ class FilterScaledConv2d(nn.Module):
         latent_dim: Width of the MLP (32 in the paper).
         num_metabolites: Metabolite embedding size of the `_Met` variant, 0 for plain FS.
         metabolite_dim: Dimension of the metabolite embedding.
+
+    Attributes:
+        kind: `"conv"`: a convolution called with the resolution value, the capability MUNet
+            looks for.
     """
+
+    kind = "conv"
 
     def __init__(
         self,

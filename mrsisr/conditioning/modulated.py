@@ -16,13 +16,19 @@ class ModulatedNorm(nn.Module):
     """Normalisation followed by `(1 + gamma) * . + beta` with `[gamma, beta] = Linear(SiLU(e))`.
 
     Subclasses set `self.norm` (a module with `2 * channels` affine parameters, so all entries have
-    the same parameter count). Any CONDITIONING entry derived from this class can be used by the
-    [`unet`][mrsisr.backbones.unet.UNet] backbone.
+    the same parameter count). The [`unet`][mrsisr.backbones.unet.UNet] backbone takes any
+    CONDITIONING entry that declares `kind = "norm"` and is called as `norm(channels, emb_dim)`,
+    then `norm(h, emb)`: this class or a plugin's own.
+
+    Attributes:
+        kind: `"norm"`, the capability the UNet looks for.
 
     Args:
         channels: Channels `C` of the feature map.
         emb_dim: Width of the `(t, s)` embedding `e`.
     """
+
+    kind = "norm"
 
     def __init__(self, channels: int, emb_dim: int) -> None:
         super().__init__()

@@ -24,8 +24,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from mrsisr.constants import METABOLITES
 from mrsisr.data.degrade import LR_SIZES, _check_size, kspace_lowres
-from mrsisr.data.nifti import METABOLITES, Subject, load_dataset, load_subject
+from mrsisr.data.nifti import Subject, load_dataset, load_subject
 from mrsisr.data.transforms import augment as augment_images
 from mrsisr.errors import DataError
 from mrsisr.types import Batch, Condition

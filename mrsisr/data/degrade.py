@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, TypeVar
 import numpy as np
 
 from mrsisr.errors import DataError
+from mrsisr.kspace import block_slice, fft2c, ifft2c
 
 if TYPE_CHECKING:
     import torch
@@ -45,11 +46,6 @@ def _check_size(size: int, n: int) -> None:
         raise DataError(f"low-resolution size {size!r}: use an even integer between 2 and {n}")
 
 
-def _block(n: int, size: int) -> slice:
-    half = n // 2
-    return slice(half - size // 2, half + size // 2)
-
-
 def kspace_truncate(x: ArrayT, size: int) -> ArrayT:
     """Keep the central `size×size` block of the centred orthonormal k-space of `x` (complex).
 
@@ -72,15 +68,14 @@ def kspace_truncate(x: ArrayT, size: int) -> ArrayT:
         raise DataError(f"k-space truncation needs shape (..., H, W), got shape {tuple(x.shape)}")
     h, w = x.shape[-2], x.shape[-1]
     _check_size(size, min(h, w))
-    rows, cols = _block(h, size), _block(w, size)
+    rows, cols = block_slice(h, size), block_slice(w, size)
     if isinstance(x, np.ndarray):
-        ax = (-2, -1)
         if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.complexfloating)):
             x = x.astype(np.float64)
-        k = np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(x, axes=ax), norm="ortho"), axes=ax)
+        k = fft2c(x)
         kept = np.zeros_like(k)
         kept[..., rows, cols] = k[..., rows, cols]
-        return np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(kept, axes=ax), norm="ortho"), axes=ax)
+        return ifft2c(kept)
     import torch
 
     if not isinstance(x, torch.Tensor):
@@ -89,13 +84,10 @@ def kspace_truncate(x: ArrayT, size: int) -> ArrayT:
         )
     if not (x.is_floating_point() or x.is_complex()):
         x = x.double()
-    dim = (-2, -1)
-    k = torch.fft.fftshift(torch.fft.fft2(torch.fft.ifftshift(x, dim=dim), norm="ortho"), dim=dim)
+    k = fft2c(x)
     kept = torch.zeros_like(k)
     kept[..., rows, cols] = k[..., rows, cols]
-    return torch.fft.fftshift(
-        torch.fft.ifft2(torch.fft.ifftshift(kept, dim=dim), norm="ortho"), dim=dim
-    )
+    return ifft2c(kept)
 
 
 def kspace_lowres(x: ArrayT, size: int) -> ArrayT:
@@ -165,12 +157,11 @@ def zero_fill(x: np.ndarray, grid: int = GRID) -> np.ndarray:
         raise DataError(f"zero-filling needs square maps (..., L, L), got shape {x.shape}")
     size = int(x.shape[-1])
     _check_size(size, grid)
-    ax = (-2, -1)
-    k = np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(x, axes=ax), norm="ortho"), axes=ax)
+    k = fft2c(x)
     full = np.zeros((*x.shape[:-2], grid, grid), dtype=np.complex128)
-    block = _block(grid, size)
+    block = block_slice(grid, size)
     full[..., block, block] = k
-    img = np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(full, axes=ax), norm="ortho"), axes=ax)
+    img = ifft2c(full)
     return (np.abs(img) * (grid / size)).astype(np.float32)
 
 

@@ -37,33 +37,22 @@ from typing import Any
 
 import numpy as np
 
+from mrsisr.constants import METABOLITES
 from mrsisr.data.degrade import nearest_native_index, zero_fill, zero_fill_affine
+from mrsisr.data.layout import (
+    _broken_entries,
+    _find_files,
+    _fmt,
+    _nifti_named,
+    subject_dirs,
+)
+from mrsisr.data.resample import resample_to_grid
 from mrsisr.errors import DataError
-
-METABOLITES: tuple[str, ...] = ("tCr", "tCho", "NAA", "Glu", "Ins", "Gln", "Gly")
-"""The seven metabolites of the paper, in mrsisr's names."""
-
-ALIASES: dict[str, str] = {
-    **{m.lower(): m for m in METABOLITES},
-    "cr+pcr": "tCr",
-    "cr": "tCr",
-    "gpc+pch": "tCho",
-    "cho": "tCho",
-    "naa+naag": "NAA",
-    "tnaa": "NAA",
-    "mi": "Ins",
-    "myo-inositol": "Ins",
-}
-"""Lower-case file stems accepted for each metabolite (the authors' names included)."""
 
 GRID = 64
 MRSI_VOXEL_MM = (3.4375, 3.4375, 3.41)
 """Nominal MRSI voxel size (mm) used when a layout carries no affine (the numpy layout)."""
 AFFINE_TOL_MM = 1e-3
-
-_T1_NAMES = ("t1", "t1w")
-_FLAIR_NAMES = ("flair",)
-_MASK_NAMES = ("mask",)
 
 
 @dataclass
@@ -106,191 +95,12 @@ class Subject:
         return int(self.shape[0])
 
 
-def _stem(p: Path) -> str:
-    name = p.name
-    for ext in (".nii.gz", ".nii", ".npy"):
-        if name.lower().endswith(ext):
-            return name[: -len(ext)]
-    return name
-
-
-def _is_nifti(p: Path) -> bool:
-    return p.is_file() and p.name.lower().endswith((".nii", ".nii.gz"))
-
-
-def _role_of(p: Path) -> str | None:
-    """The file's role: a metabolite, 'mask', 't1' or 'flair' (None: not used).
-
-    Plain names (`NAA.nii.gz`, `T1.nii.gz`) and BIDS-like ones (`sub-01_NAA.nii.gz`,
-    `sub-01_ses-2_T1w.nii.gz`, `sub-01_FLAIR.nii.gz`: the part after the last `_`) are accepted.
-    """
-    stem = _stem(p).lower()
-    names = [stem]
-    if stem.startswith("sub-") and "_" in stem:
-        names.append(stem.rsplit("_", 1)[1])
-    others = {
-        **{n: "mask" for n in _MASK_NAMES},
-        **{n: "t1" for n in _T1_NAMES},
-        **{n: "flair" for n in _FLAIR_NAMES},
-    }
-    for s in names:
-        role = ALIASES.get(s) or others.get(s)
-        if role is not None:
-            return role
-    return None
-
-
-def _nifti_named(p: Path) -> bool:
-    return p.name.lower().endswith((".nii", ".nii.gz"))
-
-
-def _find_files(d: Path) -> tuple[dict[str, Path], dict[str, list[Path]]]:
-    """Map role -> file ('mask', 't1', 'flair', metabolite names) and role -> duplicates."""
-    found: dict[str, list[Path]] = {}
-    for p in sorted(d.iterdir()):
-        if not _is_nifti(p):
-            continue
-        role = _role_of(p)
-        if role is not None:
-            found.setdefault(role, []).append(p)
-    return {r: ps[0] for r, ps in found.items()}, {r: ps for r, ps in found.items() if len(ps) > 1}
-
-
-def _broken_entries(d: Path) -> list[str]:
-    """Problems for entries named like a map that are not readable files (a folder, a dangling
-    symbolic link): skipping them silently would drop a map."""
-    out = []
-    for p in sorted(d.iterdir()):
-        if _nifti_named(p) and not p.is_file():
-            what = (
-                "a folder"
-                if p.is_dir()
-                else "a broken symbolic link"
-                if p.is_symlink()
-                else "not a file"
-            )
-            out.append(
-                f"{_fmt(p)}: is {what}, not a NIfTI file; replace it with the volume or remove it"
-            )
-    return out
-
-
-def subject_notes(path: str | Path) -> list[str]:
-    """Files of a subject folder that mrsisr will not use, one line each (not errors).
-
-    A NIfTI file whose name is no metabolite, mask, T1 or FLAIR (e.g. `Lac.nii.gz`) is listed
-    here so it is never skipped silently.
-
-    Args:
-        path: A subject folder.
-
-    Returns:
-        One line per unused file.
-    """
-    d = Path(path)
-    if not d.is_dir():
-        return []
-    return [
-        f"{_fmt(p)}: not used (not one of {', '.join(METABOLITES)}, mask, T1, FLAIR)"
-        for p in sorted(d.iterdir())
-        if _is_nifti(p) and _role_of(p) is None
-    ]
-
-
-def is_subject_dir(path: str | Path) -> bool:
-    """Whether `path` looks like one subject (NIfTI maps or the authors' `Met_filtered/`).
-
-    Args:
-        path: A folder.
-
-    Returns:
-        True if it holds at least one recognised metabolite file.
-    """
-    d = Path(path)
-    if not d.is_dir():
-        return False
-    if (d / "Met_filtered").is_dir():
-        return True
-    files, _ = _find_files(d)
-    return any(m in files for m in METABOLITES)
-
-
-def subject_dirs(path: str | Path) -> list[Path]:
-    """Subject folders of a dataset folder (sorted), or `[path]` if it is itself a subject.
-
-    Args:
-        path: A dataset folder (one sub-folder per subject) or a subject folder.
-
-    Returns:
-        The subject folders.
-    """
-    d = Path(path)
-    if is_subject_dir(d):
-        return [d]
-    if not d.is_dir():
-        return []
-    return [p for p in sorted(d.iterdir()) if p.is_dir() and not p.name.startswith((".", "_"))]
-
-
 # --------------------------------------------------------------------------------------------
 # resampling
 
 
-def resample_to_grid(
-    data: np.ndarray,
-    src_affine: np.ndarray,
-    dst_affine: np.ndarray,
-    dst_shape: tuple[int, int, int],
-) -> tuple[np.ndarray, float]:
-    """Average a 3-D image over the footprint of every voxel of another grid (world coordinates).
-
-    Each destination voxel is sampled at `n_x×n_y×n_z` evenly spaced points, `n` = the ratio of the
-    voxel sizes rounded (at least 1), with trilinear interpolation, and the samples are averaged:
-    an MRI stored at 3× in-plane and 3 sub-slices per MRSI slice is block-averaged exactly, one
-    stored on the MRSI grid itself comes back unchanged.
-
-    Args:
-        data: Source image `(X, Y, Z)`.
-        src_affine: 4×4 voxel-to-world affine of `data`.
-        dst_affine: 4×4 voxel-to-world affine of the destination grid.
-        dst_shape: Destination shape `(X', Y', Z')`.
-
-    Returns:
-        The resampled float32 image `(X', Y', Z')` and the fraction of sample points that fell
-        outside the source volume (filled by the nearest edge value).
-    """
-    from scipy import ndimage
-
-    src_vox = np.sqrt((src_affine[:3, :3] ** 2).sum(0))
-    dst_vox = np.sqrt((dst_affine[:3, :3] ** 2).sum(0))
-    n = np.maximum(1, np.rint(dst_vox / src_vox)).astype(int)
-    offs = [(np.arange(k) + 0.5) / k - 0.5 for k in n]
-    m = np.linalg.inv(src_affine) @ dst_affine
-    grids = np.meshgrid(*[np.arange(s, dtype=np.float64) for s in dst_shape], indexing="ij")
-    base = np.stack([g.ravel() for g in grids])  # (3, N)
-    acc = np.zeros(base.shape[1], dtype=np.float64)
-    outside = 0
-    total = 0
-    shape = np.array(data.shape[:3])
-    for ox in offs[0]:
-        for oy in offs[1]:
-            for oz in offs[2]:
-                pts = base + np.array([[ox], [oy], [oz]])
-                src = m[:3, :3] @ pts + m[:3, 3:4]
-                out = np.any((src < -0.5) | (src > shape[:, None] - 0.5), axis=0)
-                outside += int(out.sum())
-                total += out.size
-                acc += ndimage.map_coordinates(data, src, order=1, mode="nearest")
-    res = (acc / (len(offs[0]) * len(offs[1]) * len(offs[2]))).reshape(dst_shape)
-    return res.astype(np.float32), outside / max(total, 1)
-
-
 # --------------------------------------------------------------------------------------------
 # reading + checking in one pass
-
-
-def _fmt(p: Path) -> str:
-    return str(p)
 
 
 def _load_nifti(p: Path, problems: list[str], headers: dict[Path, Any] | None = None):
@@ -543,103 +353,6 @@ def _read_nifti_subject(
     return sub, problems
 
 
-def _block_mean(a: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
-    f = [a.shape[i] // shape[i] for i in range(3)]
-    return a.reshape(shape[0], f[0], shape[1], f[1], shape[2], f[2]).mean(axis=(1, 3, 5))
-
-
-def _read_numpy_subject(d: Path, want_data: bool) -> tuple[Subject | None, list[str]]:
-    problems: list[str] = []
-    met_dir = d / "Met_filtered"
-    maps: dict[str, np.ndarray] = {}
-    ref_shape = None
-    for p in sorted(met_dir.glob("*.npy")):
-        m = ALIASES.get(_stem(p).lower())
-        if m is None:
-            continue
-        if m in maps:
-            problems.append(f"{_fmt(p)}: a second file for {m}; keep one")
-            continue
-        try:
-            data = np.load(p, allow_pickle=False).astype(np.float32)
-        except Exception as e:
-            problems.append(
-                f"{_fmt(p)}: cannot be read ({type(e).__name__}: {e}); re-save with numpy"
-            )
-            continue
-        if data.ndim != 3 or data.shape[1:] != (GRID, GRID):
-            problems.append(
-                f"{_fmt(p)}: shape {data.shape}; the authors' layout stores (slices, 64, 64)"
-            )
-            continue
-        if ref_shape is not None and data.shape != ref_shape:
-            problems.append(
-                f"{_fmt(p)}: shape {data.shape} differs from the other maps {ref_shape}"
-            )
-            continue
-        ref_shape = data.shape
-        if _check_values(p, data, problems, "map"):
-            maps[m] = data
-    if not maps and ref_shape is None:
-        problems.append(
-            f"{_fmt(met_dir)}: no metabolite .npy files found; expected names like Cr+PCr.npy, "
-            "GPC+PCh.npy, NAA.npy"
-        )
-    masks = {m: a != 0 for m, a in maps.items()}
-    for m, mm in masks.items():
-        if not mm.any():
-            problems.append(f"{_fmt(met_dir)}/{m}: empty mask (map is zero everywhere); remove it")
-    mris: dict[str, np.ndarray] = {}
-    for role, fname in (("t1", "T1_sliced.npy"), ("flair", "flair_sliced.npy")):
-        cands = [
-            p for p in sorted((d / "MRI_sliced").glob("*.npy")) if p.name.lower() == fname.lower()
-        ]
-        if not cands:
-            problems.append(
-                f"{_fmt(d / 'MRI_sliced' / fname)}: missing; add it (shape (3S, 192, 192))"
-            )
-            continue
-        p = cands[0]
-        try:
-            data = np.load(p, allow_pickle=False).astype(np.float32)
-        except Exception as e:
-            problems.append(
-                f"{_fmt(p)}: cannot be read ({type(e).__name__}: {e}); re-save with numpy"
-            )
-            continue
-        if ref_shape is None:
-            continue
-        s = ref_shape[0]
-        if (
-            data.ndim != 3
-            or data.shape[0] % s
-            or data.shape[1] % GRID
-            or data.shape[2] % GRID
-            or data.shape[1] != data.shape[2]
-        ):
-            problems.append(
-                f"{_fmt(p)}: shape {data.shape} is not a multiple of the maps' {ref_shape}; "
-                "expected (3S, 192, 192)"
-            )
-            continue
-        if not np.all(np.isfinite(data)):
-            problems.append(f"{_fmt(p)}: non-finite (NaN/inf) voxels; fix the export")
-            continue
-        mris[role] = _block_mean(data, ref_shape).astype(np.float32)
-    if problems or not want_data:
-        return None, problems
-    sub = Subject(
-        subject=d.name,
-        maps={m: (a * masks[m]).astype(np.float32) for m, a in maps.items()},
-        masks=masks,
-        t1=mris["t1"],
-        flair=mris["flair"],
-        affine=np.diag([*MRSI_VOXEL_MM, 1.0]),
-        shape=tuple(ref_shape),
-    )
-    return sub, problems
-
-
 def _read_subject(
     path: str | Path, want_data: bool, require_mri: bool = True
 ) -> tuple[Subject | None, list[str]]:
@@ -647,6 +360,8 @@ def _read_subject(
     if not d.is_dir():
         return None, [f"{_fmt(d)}: not a folder; pass a subject folder"]
     if (d / "Met_filtered").is_dir():
+        from mrsisr.data.numpy_layout import _read_numpy_subject
+
         return _read_numpy_subject(d, want_data)
     return _read_nifti_subject(d, want_data, require_mri)
 

@@ -1,4 +1,4 @@
-"""Patient-wise cross-validation folds (SPEC §1).
+"""Patient-wise cross-validation folds (SPEC §1), and the datasets of a fold.
 
 Subject ids are sorted and cut into `n_folds` contiguous groups (sizes differ by at most one).
 Fold `i`: test = group `i`, validation = group `(i + 1) mod n_folds`, train = the rest. With 25
@@ -7,7 +7,10 @@ subjects this gives 15 / 5 / 5, and every subject is tested exactly once over th
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -66,3 +69,63 @@ def fold_split(
         s for i, g in enumerate(groups) if i not in (fold, (fold + 1) % n_folds) for s in g
     )
     return train, list(val), list(test)
+
+
+def resolve_data(
+    data: str | os.PathLike[str], *, phantom_seed: int = 0, phantom_subjects: int = 25
+) -> Path:
+    """Turn `phantom` or a folder into a dataset folder in the real-data layout.
+
+    Args:
+        data: `"phantom"` for the built-in cohort (built once into the cache), or a folder of
+            subject folders.
+        phantom_seed: Seed of the phantom cohort.
+        phantom_subjects: Number of phantom subjects.
+
+    Returns:
+        The dataset folder.
+
+    Raises:
+        DataError: If the folder does not exist.
+    """
+    if str(data) == "phantom":
+        from mrsisr.data.phantom import phantom_cohort
+
+        return phantom_cohort(seed=phantom_seed, subjects=phantom_subjects)
+    path = Path(data)
+    if not path.is_dir():
+        raise DataError(
+            f"{path}: data folder not found; give a folder of subject folders or 'phantom'"
+        )
+    return path
+
+
+def fold_datasets(
+    data_dir: str | os.PathLike[str], fold: int, seed: int = 0, metabolites: Any = None
+) -> tuple[Any, Any, list[str]]:
+    """Build the training and validation datasets of one fold, and list its test subjects.
+
+    Args:
+        data_dir: Dataset folder.
+        fold: Fold index (test = group `fold`, validation = group `fold + 1`).
+        seed: Seed of augmentation and low-resolution draws.
+        metabolites: Metabolites to use (`None`: all seven).
+
+    Returns:
+        `(train_set, val_set, test_ids)`; the training set is augmented.
+    """
+    from mrsisr.constants import METABOLITES
+    from mrsisr.data.dataset import MRSIDataset
+    from mrsisr.data.nifti import load_dataset
+
+    subjects = load_dataset(data_dir)
+    ids = [s.subject for s in subjects]
+    train_ids, val_ids, test_ids = fold_split(ids, fold)
+    mets = tuple(metabolites) if metabolites else METABOLITES
+    train = MRSIDataset(subjects, metabolites=mets, augment=True, seed=seed, subject_ids=train_ids)
+    val = (
+        MRSIDataset(subjects, metabolites=mets, augment=False, seed=seed, subject_ids=val_ids)
+        if val_ids
+        else None
+    )
+    return train, val, list(test_ids)

@@ -19,12 +19,11 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from pytorch_msssim import ms_ssim
 from torch import Tensor, nn
 
 from mrsisr.diffusion import randn
 from mrsisr.errors import RecipeError
+from mrsisr.losses import guide_loss
 from mrsisr.registries import INITIALIZERS
 from mrsisr.types import Batch, Condition, Schedule
 
@@ -53,31 +52,6 @@ def masked_noisy_target(
     noise = randn(x0.shape, x0, generator) * mask
     t = torch.full((x0.shape[0],), int(t_start), dtype=torch.long, device=x0.device)
     return schedule.q_sample(x0, t, noise)
-
-
-def guide_loss(
-    x_hat: Tensor, x0: Tensor, alpha: float = 0.84, guide_size: int | None = 192
-) -> Tensor:
-    """Guide loss `(1 - alpha) * L1 + alpha * (1 - MS-SSIM)` (Eq. 9), averaged over the batch.
-
-    Args:
-        x_hat: Predicted maps `(B, 1, H, W)`.
-        x0: Target maps `(B, 1, H, W)` in [0, 1].
-        alpha: Weight of the MS-SSIM term.
-        guide_size: Side both images are bicubically upsampled to before MS-SSIM (the authors
-            use 192); `None` computes MS-SSIM at the native size (which must exceed 160 px).
-
-    Returns:
-        Scalar loss.
-    """
-    l1 = (x_hat - x0).abs().mean()
-    a, b = x_hat, x0
-    if guide_size is not None and a.shape[-1] != guide_size:
-        size = (guide_size, guide_size)
-        a = F.interpolate(a, size=size, mode="bicubic", align_corners=False)
-        b = F.interpolate(b, size=size, mode="bicubic", align_corners=False)
-    msssim = ms_ssim(a, b, data_range=1.0, size_average=True)
-    return (1.0 - alpha) * l1 + alpha * (1.0 - msssim)
 
 
 @INITIALIZERS.register("flow")
@@ -211,9 +185,9 @@ class FlowInitializer(nn.Module):
             schedule: Noise schedule that defines `q(x_{t_start} | x_0)`.
 
         Returns:
-            One [`Stage`][mrsisr.train.stages.Stage] named `flow`.
+            One [`Stage`][mrsisr.stages.Stage] named `flow`.
         """
-        from mrsisr.train.stages import Stage
+        from mrsisr.stages import Stage
 
         def loss(batch: Batch, generator: torch.Generator | None = None) -> Tensor:
             return self.loss(batch.x0, batch.cond, t_start, schedule, generator)

@@ -185,10 +185,10 @@ class GANInitializer(nn.Module):
             schedule: Noise schedule that defines the real samples `q(x_{t_start} | x_0)`.
 
         Returns:
-            One [`Stage`][mrsisr.train.stages.Stage] named `generator` with the discriminator as
+            One [`Stage`][mrsisr.stages.Stage] named `generator` with the discriminator as
             its critic.
         """
-        from mrsisr.train.stages import Stage
+        from mrsisr.stages import Stage
 
         def g_loss(batch: Batch, generator: torch.Generator | None = None) -> Tensor:
             return self.generator_loss(batch.x0, batch.cond, t_start, schedule, generator)

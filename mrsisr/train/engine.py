@@ -26,318 +26,36 @@ from __future__ import annotations
 import json
 import math
 import os
-import platform
 import time
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, dataclass, field
+from contextlib import nullcontext
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
-from safetensors.torch import load_file, save_file
 from torch import nn
 
+from mrsisr.checkpoint import load_checkpoint, restore_checkpoint, save_checkpoint
+from mrsisr.devices import describe_device
 from mrsisr.errors import CheckpointError, MrsisrError
-from mrsisr.lr_schedules import LR_SCHEDULES, lr_factor
-from mrsisr.pipeline import pipeline_parts
-from mrsisr.train.checkpoint import load_checkpoint, restore_checkpoint, save_checkpoint
-from mrsisr.train.stages import Stage, training_stages
-from mrsisr.types import Batch
-
-WEIGHTS_FILE = "weights.safetensors"
-CARD_FILE = "card.json"
-RUN_FILE = "run.json"
-LOCK_FILE = ".lock"
-
-
-def _first_difference(a: Any, b: Any, path: str) -> tuple[str, Any, Any]:
-    """The dotted path and values of the first leaf where two JSON values differ."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        for k in sorted(set(a) | set(b)):
-            if a.get(k) != b.get(k):
-                return _first_difference(a.get(k), b.get(k), f"{path}.{k}")
-    return path, a, b
-
-
-def _short(value: Any) -> str:
-    text = json.dumps(value, default=str)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-class _RunLock:
-    """An exclusive lock on a run folder, held for the whole training (released at exit)."""
-
-    def __init__(self, path: Path) -> None:
-        import fcntl
-
-        self._fh = open(path, "a+")  # noqa: SIM115
-        try:
-            fcntl.flock(self._fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            self._fh.close()
-            raise MrsisrError(
-                f"--out {path.parent}: another training is running in this folder; wait for it "
-                "to end or choose another --out"
-            ) from None
-
-    def release(self) -> None:
-        """Drop the lock."""
-        if not self._fh.closed:
-            import fcntl
-
-            fcntl.flock(self._fh, fcntl.LOCK_UN)
-            self._fh.close()
-
-    def __enter__(self) -> _RunLock:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
-
-
-@dataclass
-class TrainConfig:
-    """Settings of one training run (per stage where it matters).
-
-    Attributes:
-        steps: Optimiser steps per stage.
-        batch_size: Maps per step (per process under torchrun).
-        seed: Seed of every random draw.
-        lr: Learning rate for every stage; `None` keeps each stage's paper default.
-        ema_decay: EMA decay (with timm's warm-up, so short runs are not dominated by the init).
-        checkpoint_every: Steps between `latest` checkpoints.
-        validate_every: Steps between validation passes (and `best` checkpoints).
-        val_batches: Validation batches per pass.
-        device: Torch device, e.g. `cpu` or `cuda`.
-        lr_schedule: Learning-rate schedule of every stage over its `steps`: `"constant"`,
-            `"linear"` (decay to zero, the paper's "decay per iteration") or `"cosine"`; see
-            [`lr_factor`][mrsisr.lr_schedules.lr_factor]. `None`: the recipe's `[train]`
-            value, else constant.
-        warmup_steps: Linear warm-up steps before the schedule. `None`: the recipe's `[train]`
-            value, else 0.
-    """
-
-    steps: int = 1000
-    batch_size: int = 8
-    seed: int = 0
-    lr: float | None = None
-    ema_decay: float = 0.9999
-    checkpoint_every: int = 250
-    validate_every: int = 250
-    val_batches: int = 8
-    device: str = "cpu"
-    lr_schedule: str | None = None
-    warmup_steps: int | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "checkpoint_every", "validate_every"):
-            if getattr(self, name) < 1:
-                raise MrsisrError(f"--{name.replace('_', '-')} must be at least 1")
-        if self.val_batches < 0:
-            raise MrsisrError("--val-batches must be non-negative")
-        if self.lr_schedule is not None and self.lr_schedule not in LR_SCHEDULES:
-            raise MrsisrError(
-                f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}"
-            )
-        if self.warmup_steps is not None and not 0 <= self.warmup_steps < self.steps:
-            raise MrsisrError(
-                f"--warmup-steps must be in [0, --steps), got {self.warmup_steps} with {self.steps} steps"
-            )
-
-
-@dataclass
-class StageResult:
-    """What one stage did.
-
-    Attributes:
-        name: Stage name.
-        steps: Steps trained (0 when reused).
-        final_loss: Mean training loss over the last 50 steps.
-        best_val_loss: Lowest validation loss seen (`None` without validation data).
-        wall_time_s: Seconds spent in this stage in this process (across resumes: summed).
-        reused_from: Path the weights were loaded from instead of training, if any.
-        initialized_from: Path the weights were loaded from before training (fine-tuning), if
-            any.
-    """
-
-    name: str
-    steps: int = 0
-    final_loss: float | None = None
-    best_val_loss: float | None = None
-    wall_time_s: float = 0.0
-    reused_from: str | None = None
-    initialized_from: str | None = None
-
-
-@dataclass
-class DistInfo:
-    """Process-group facts (a single process outside torchrun).
-
-    Attributes:
-        rank: This process's rank.
-        world: Number of processes.
-        device: This process's device.
-    """
-
-    rank: int = 0
-    world: int = 1
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-
-    @property
-    def main(self) -> bool:
-        """Whether this process writes files and prints."""
-        return self.rank == 0
-
-
-def setup_distributed(device: str = "cpu") -> DistInfo:
-    """Join the torchrun process group if there is one.
-
-    Args:
-        device: Requested device type (`cpu` or `cuda`).
-
-    Returns:
-        Rank, world size and this process's device.
-    """
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return DistInfo(0, 1, torch.device(device))
-    use_cuda = device.startswith("cuda") and torch.cuda.is_available()
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if use_cuda else "gloo")
-    rank = dist.get_rank()
-    if use_cuda:
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        torch.cuda.set_device(local)
-        dev = torch.device("cuda", local)
-    else:
-        dev = torch.device("cpu")
-    return DistInfo(rank, dist.get_world_size(), dev)
-
-
-def step_seed(*keys: int) -> int:
-    """Derive a 63-bit seed from integers (seed, stage, step, rank, ...).
-
-    Args:
-        *keys (int): Integers that identify the draw.
-
-    Returns:
-        A seed for `torch.Generator.manual_seed`.
-    """
-    return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(2, np.uint64)[0] >> 1)
-
-
-class BatchPlan:
-    """Which maps make up step `k`'s batch, as a pure function of `k` (for exact resume).
-
-    Args:
-        dataset: An [`MRSIDataset`][mrsisr.data.dataset.MRSIDataset].
-        batch_size: Maps per process.
-        seed: Shuffling seed.
-        world: Number of processes; each global batch has `batch_size * world` maps.
-        rank: This process's rank; it takes its contiguous share of each global batch.
-    """
-
-    def __init__(
-        self, dataset: Any, batch_size: int, seed: int, world: int = 1, rank: int = 0
-    ) -> None:
-        from mrsisr.data import MetaboliteBatchSampler
-
-        if len(dataset) == 0:
-            raise MrsisrError("the training data hold no non-empty maps")
-        self.dataset = dataset
-        self.batch_size = batch_size
-        self.world, self.rank = world, rank
-        self.sampler = MetaboliteBatchSampler(dataset, batch_size * world, shuffle=True, seed=seed)
-        self._epoch = -1
-        self._batches: list[list[int]] = []
-
-    def indices(self, step: int) -> list[int]:
-        """Return the dataset indices of this process's part of batch `step`.
-
-        Args:
-            step: Global step number (0-based).
-
-        Returns:
-            Dataset indices.
-        """
-        n = len(self.sampler)
-        epoch, pos = divmod(step, n)
-        if epoch != self._epoch:
-            self.sampler.set_epoch(epoch)
-            self._batches = list(iter(self.sampler))
-            self._epoch = epoch
-        full = self._batches[pos]
-        share = math.ceil(len(full) / self.world)
-        # a rank left without maps (batch smaller than the world) repeats one: DDP needs every rank to step
-        return full[self.rank * share : (self.rank + 1) * share] or full[:1]
-
-    def batch(self, step: int, device: torch.device) -> Batch:
-        """Load batch `step` (with the dataset's per-epoch random draws).
-
-        Args:
-            step: Global step number.
-            device: Where to put the tensors.
-
-        Returns:
-            The batch.
-        """
-        from mrsisr.data import collate
-
-        epoch = step // len(self.sampler)
-        self.dataset.set_epoch(epoch)
-        return collate([self.dataset[i] for i in self.indices(step)]).to(device)
-
-
-class _LossModule(nn.Module):
-    """Wraps a stage's loss so DDP sees it as `forward` (gradients are then all-reduced)."""
-
-    def __init__(self, modules: Mapping[str, nn.Module], loss: Any) -> None:
-        super().__init__()
-        self.parts = nn.ModuleDict(dict(modules))
-        self._loss = loss
-
-    def forward(self, batch: Batch, generator: torch.Generator | None) -> torch.Tensor:
-        return self._loss(batch, generator)
-
-
-def _wrap(module: nn.Module, info: DistInfo) -> nn.Module:
-    if info.world <= 1:
-        return module
-    from torch.nn.parallel import DistributedDataParallel as DDP
-
-    ids = [info.device.index] if info.device.type == "cuda" else None
-    return DDP(module, device_ids=ids, find_unused_parameters=False)
-
-
-def _params(modules: Mapping[str, nn.Module]) -> list[nn.Parameter]:
-    seen: set[int] = set()
-    out = []
-    for m in modules.values():
-        for p in m.parameters():
-            if id(p) not in seen and p.requires_grad:
-                seen.add(id(p))
-                out.append(p)
-    return out
-
-
-@contextmanager
-def _swapped(modules: Mapping[str, nn.Module], emas: Mapping[str, Any]):
-    """Temporarily load EMA weights into the live modules."""
-    saved = {
-        k: {n: t.detach().clone() for n, t in m.state_dict().items()}
-        for k, m in modules.items()
-        if k in emas
-    }
-    try:
-        for k, ema in emas.items():
-            modules[k].load_state_dict(ema.module.state_dict())
-        yield
-    finally:
-        for k, sd in saved.items():
-            modules[k].load_state_dict(sd)
+from mrsisr.lr_schedules import lr_factor
+from mrsisr.pipelines import pipeline_parts
+from mrsisr.stages import Stage, training_stages
+from mrsisr.train.config import StageResult, TrainConfig
+from mrsisr.train.parallel import (
+    BatchPlan,
+    LossModule,
+    ema_swapped,
+    setup_distributed,
+    step_seed,
+    trainable_params,
+    wrap_ddp,
+)
+from mrsisr.train.runfolder import RunLock, checked_step, claim_run_folder
+from mrsisr.weights import CARD_FILE, WEIGHTS_FILE, load_weights_into, save_weights
 
 
 class Trainer:
@@ -446,53 +164,9 @@ class Trainer:
             "init": {k: str(v) for k, v in sorted(self.init.items())},
         }
 
-    def _claim_run_folder(self, resume: bool):
+    def _claim_run_folder(self, resume: bool) -> RunLock:
         """Check the run folder may be used, lock it, and record (or check) what it belongs to."""
-        from mrsisr.outputs import check_writable
-
-        out = self.out
-        if out.exists() and not out.is_dir():
-            raise MrsisrError(f"--out {out}: is a file, not a folder; choose a folder path")
-        is_run = (out / RUN_FILE).is_file() or (out / "stages").is_dir()
-        if not resume and is_run:
-            raise MrsisrError(
-                f"{out}: already holds a run; pass --resume to continue it or choose another --out"
-            )
-        if not is_run and out.is_dir() and any(p.name != LOCK_FILE for p in out.iterdir()):
-            raise MrsisrError(
-                f"--out {out}: exists and is not a run folder (no {RUN_FILE}); choose a new or "
-                "empty folder"
-            )
-        check_writable(out)
-        out.mkdir(parents=True, exist_ok=True)
-        lock = _RunLock(out / LOCK_FILE)
-        mine = self.identity()
-        try:
-            recorded = (
-                json.loads((out / RUN_FILE).read_text()) if (out / RUN_FILE).is_file() else None
-            )
-        except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
-            lock.release()
-            raise MrsisrError(
-                f"{out / RUN_FILE}: unreadable ({exc}); choose another --out"
-            ) from None
-        if recorded is not None:
-            if not isinstance(recorded, dict):
-                lock.release()
-                raise MrsisrError(f"{out / RUN_FILE}: not a run record; choose another --out")
-            for key, value in mine.items():
-                if key in recorded and recorded[key] != value:
-                    lock.release()
-                    where, was, now = _first_difference(recorded[key], value, key)
-                    raise MrsisrError(
-                        f"--resume {out}: the run was made with {where} = {_short(was)}, not "
-                        f"{_short(now)}; resume with the same settings or choose another --out"
-                    )
-        else:
-            tmp = out / f".{RUN_FILE}.tmp"
-            tmp.write_text(json.dumps(mine, indent=2))
-            os.replace(tmp, out / RUN_FILE)
-        return lock
+        return claim_run_folder(self.out, self.identity(), resume)
 
     # ------------------------------------------------------------------ stages
     def _stage_dir(self, stage: Stage) -> Path:
@@ -512,13 +186,18 @@ class Trainer:
             module.requires_grad_(False)
         lr = cfg.lr if cfg.lr is not None else stage.lr
         opt = torch.optim.Adam(
-            _params(stage.modules), lr=lr, betas=stage.betas, weight_decay=stage.weight_decay
+            trainable_params(stage.modules),
+            lr=lr,
+            betas=stage.betas,
+            weight_decay=stage.weight_decay,
         )
         optimizers = {"main": opt}
         if stage.adversarial:
             clr = cfg.lr if cfg.lr is not None else (stage.critic_lr or stage.lr)
             optimizers["critic"] = torch.optim.Adam(
-                _params(stage.critic_modules), lr=clr, betas=stage.critic_betas or stage.betas
+                trainable_params(stage.critic_modules),
+                lr=clr,
+                betas=stage.critic_betas or stage.betas,
             )
         base_lrs = {k: o.param_groups[0]["lr"] for k, o in optimizers.items()}
         emas = self._make_emas(stage) if stage.ema else {}
@@ -544,16 +223,16 @@ class Trainer:
                 optimizers=optimizers,
                 restore_rng=False,
             )
-            start = _checked_step(ck, optimizers["main"], cfg.steps)
+            start = checked_step(ck, optimizers["main"], cfg.steps)
             best = ck.state.get("best_val_loss") or math.inf
             history = list(ck.state.get("recent_losses", []))
             wall = float(ck.state.get("wall_time_s", 0.0))
         else:
             self._data_dependent_init(index, stage)
 
-        loss_module = _wrap(_LossModule(stage.modules, stage.loss), self.info)
+        loss_module = wrap_ddp(LossModule(stage.modules, stage.loss), self.info)
         critic_module = (
-            _wrap(_LossModule(stage.critic_modules, stage.critic_loss), self.info)
+            wrap_ddp(LossModule(stage.critic_modules, stage.critic_loss), self.info)
             if stage.adversarial
             else None
         )
@@ -591,11 +270,11 @@ class Trainer:
                 self._check(loss, stage, step, "loss")
                 opt.zero_grad(set_to_none=True)
                 if critic_module is not None:
-                    for p in _params(stage.critic_modules):
+                    for p in trainable_params(stage.critic_modules):
                         p.grad = None
                 loss.backward()
                 if stage.grad_clip:
-                    nn.utils.clip_grad_norm_(_params(stage.modules), stage.grad_clip)
+                    nn.utils.clip_grad_norm_(trainable_params(stage.modules), stage.grad_clip)
                 opt.step()
                 for k, ema in emas.items():
                     ema.update(stage.modules[k], step=step + 1)
@@ -707,7 +386,7 @@ class Trainer:
             self.val_data, self.config.batch_size, step_seed(self.config.seed, 10_000 + index)
         )
         losses = []
-        with _swapped(stage.modules, emas or {}):
+        with ema_swapped(stage.modules, emas or {}):
             for k in range(min(self.config.val_batches, len(plan.sampler))):
                 batch = plan.batch(k, self.info.device)
                 gen = torch.Generator().manual_seed(step_seed(self.config.seed, 10_000 + index, k))
@@ -778,125 +457,3 @@ class Trainer:
         tmp = self.out / f".{CARD_FILE}.tmp"
         tmp.write_text(json.dumps(card, indent=2))
         os.replace(tmp, self.out / CARD_FILE)
-
-
-def _checked_step(ck: Any, optimizer: torch.optim.Optimizer, planned: int) -> int:
-    """The step a checkpoint was written at, checked against its optimizer's own count."""
-    where = ck.path / "state.json"
-    step = ck.state.get("step")
-    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
-        raise CheckpointError(f"{where}: 'step' must be a non-negative integer, got {step!r}")
-    counts = {
-        int(float(v["step"])) for v in optimizer.state.values() if "step" in v
-    }  # Adam counts its own updates: they must agree with the recorded step
-    if counts and counts != {step}:
-        raise CheckpointError(
-            f"{where}: 'step' is {step} but the optimizer state has taken {sorted(counts)[0]} "
-            "steps; the checkpoint was altered, use an earlier one"
-        )
-    if step > planned:
-        raise MrsisrError(
-            f"{ck.path}: checkpoint is at step {step}, past --steps {planned}; pass --steps {step} "
-            "or more"
-        )
-    return step
-
-
-def describe_device(device: torch.device) -> str:
-    """Describe the machine a run used, for weight cards.
-
-    Args:
-        device: The torch device.
-
-    Returns:
-        E.g. `cpu (x86_64, 2 threads)` or `NVIDIA H100 80GB HBM3`.
-    """
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"
-
-
-def save_weights(
-    parts: Mapping[str, nn.Module], path: str | os.PathLike[str], dtype: torch.dtype | None = None
-) -> Path:
-    """Write inference weights (`"<part>.<param>"`) to a safetensors file atomically.
-
-    Args:
-        parts: Modules by part name.
-        path: Output file.
-        dtype: Cast floating tensors to this dtype (e.g. `torch.float16` for the zoo).
-
-    Returns:
-        The written file.
-    """
-    path = Path(path)
-    tensors = {}
-    for part, module in parts.items():
-        for k, v in module.state_dict().items():
-            v = v.detach().cpu()
-            if dtype is not None and v.is_floating_point():
-                v = v.to(dtype)
-            tensors[f"{part}.{k}"] = v.contiguous()
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(tensors, str(tmp))
-    os.replace(tmp, path)
-    return path
-
-
-def load_weights_into(
-    parts: Mapping[str, nn.Module],
-    source: str | os.PathLike[str],
-    rename: Mapping[str, str] | None = None,
-) -> None:
-    """Load parts from a run folder, a weights file or a checkpoint folder.
-
-    Args:
-        parts: Modules to fill, by part name.
-        source: A run folder (its `weights.safetensors`), a `.safetensors` file, or a checkpoint
-            folder (its EMA weights when present).
-        rename: Part name → name it has in `source`, when they differ (e.g. the Flow Enhancer's
-            `pre_network` is the `network` of a MUNet-FS-cWGAN run).
-
-    Raises:
-        CheckpointError: If the source is missing, unreadable, or lacks or mismatches a part.
-    """
-    source = Path(source)
-    rename = dict(rename or {})
-    if (source / "state.json").is_file():
-        ck = load_checkpoint(source)
-        for k, m in parts.items():
-            name = rename.get(k, k)
-            has_ema = any(key.startswith(f"ema.{name}.") for key in ck.weights)
-            _strict_load(m, ck.part_state_dict(name, ema=has_ema), source, k)
-        return
-    file = source / WEIGHTS_FILE if source.is_dir() else source
-    if not file.is_file():
-        raise CheckpointError(f"{file}: weights not found")
-    try:
-        tensors = load_file(str(file))
-    except Exception as exc:  # safetensors raises several types for damaged files
-        raise CheckpointError(
-            f"{file}: unreadable weights ({' '.join(str(exc).split())[:200]})"
-        ) from None
-    for k, m in parts.items():
-        prefix = f"{rename.get(k, k)}."
-        sd = {key[len(prefix) :]: v for key, v in tensors.items() if key.startswith(prefix)}
-        if not sd:
-            have = sorted({key.split(".", 1)[0] for key in tensors})
-            raise CheckpointError(
-                f"{file}: no weights for part '{prefix[:-1]}'; it has: {', '.join(have)} "
-                "(name one with --reuse STAGE=PATH#PART)"
-            )
-        _strict_load(m, sd, file, k)
-
-
-def _strict_load(module: nn.Module, sd: Mapping[str, torch.Tensor], where: Path, part: str) -> None:
-    ref = module.state_dict()
-    sd = {k: v.to(ref[k].dtype) if k in ref else v for k, v in sd.items()}
-    try:
-        module.load_state_dict(sd, strict=True)
-    except RuntimeError as exc:
-        detail = " ".join(str(exc).split())[:200]
-        raise CheckpointError(
-            f"{where}: part '{part}' does not fit this model ({detail}); another recipe or size?"
-        ) from None

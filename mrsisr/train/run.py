@@ -15,69 +15,10 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
-from mrsisr.errors import DataError
+from mrsisr.data.splits import fold_datasets, resolve_data
 from mrsisr.train.engine import StageResult, TrainConfig, Trainer
-
-
-def resolve_data(
-    data: str | os.PathLike[str], *, phantom_seed: int = 0, phantom_subjects: int = 25
-) -> Path:
-    """Turn `phantom` or a folder into a dataset folder in the real-data layout.
-
-    Args:
-        data: `"phantom"` for the built-in cohort (built once into the cache), or a folder of
-            subject folders.
-        phantom_seed: Seed of the phantom cohort.
-        phantom_subjects: Number of phantom subjects.
-
-    Returns:
-        The dataset folder.
-
-    Raises:
-        DataError: If the folder does not exist.
-    """
-    if str(data) == "phantom":
-        from mrsisr.data import phantom_cohort
-
-        return phantom_cohort(seed=phantom_seed, subjects=phantom_subjects)
-    path = Path(data)
-    if not path.is_dir():
-        raise DataError(
-            f"{path}: data folder not found; give a folder of subject folders or 'phantom'"
-        )
-    return path
-
-
-def fold_datasets(
-    data_dir: str | os.PathLike[str], fold: int, seed: int = 0, metabolites: Any = None
-) -> tuple[Any, Any, list[str]]:
-    """Build the training and validation datasets of one fold, and list its test subjects.
-
-    Args:
-        data_dir: Dataset folder.
-        fold: Fold index (test = group `fold`, validation = group `fold + 1`).
-        seed: Seed of augmentation and low-resolution draws.
-        metabolites: Metabolites to use (`None`: all seven).
-
-    Returns:
-        `(train_set, val_set, test_ids)`; the training set is augmented.
-    """
-    from mrsisr.data import METABOLITES, MRSIDataset, fold_split, load_dataset
-
-    subjects = load_dataset(data_dir)
-    ids = [s.subject for s in subjects]
-    train_ids, val_ids, test_ids = fold_split(ids, fold)
-    mets = tuple(metabolites) if metabolites else METABOLITES
-    train = MRSIDataset(subjects, metabolites=mets, augment=True, seed=seed, subject_ids=train_ids)
-    val = (
-        MRSIDataset(subjects, metabolites=mets, augment=False, seed=seed, subject_ids=val_ids)
-        if val_ids
-        else None
-    )
-    return train, val, list(test_ids)
 
 
 def train_recipe(

@@ -1,15 +1,13 @@
-"""Pipelines: how the parts of a recipe are wired into a super-resolution method.
+"""The diffusion pipeline: an initializer, then a (possibly truncated) reverse chain.
 
-A pipeline only wires. [`DiffusionPipeline`][mrsisr.pipeline.DiffusionPipeline] covers DDPM,
+A pipeline only wires. [`DiffusionPipeline`][mrsisr.pipelines.diffusion.DiffusionPipeline] covers DDPM,
 respaced DDPM, DPM-Solver++, TDPM, FTDDM and every hybrid: an initializer produces `x_{t_start}`
 and a sampler runs the reverse chain from there. Truncation is nothing more than `t_start < T`,
 and `t_start = 0` leaves the whole job to a trained initializer (the "flow only" ablation of the
 paper's Table 2: the flow models `x_0` itself and no denoiser runs).
 
-Every pipeline exposes `sample(cond, generator=None)`, `nfe` and `parts()`; the helpers
-[`pipeline_parts`][mrsisr.pipeline.pipeline_parts] and
-[`count_parameters`][mrsisr.pipeline.count_parameters] turn `parts()` into the parameter table
-of the paper's Table 1.
+It keeps the [`Pipeline`][mrsisr.types.Pipeline] contract: `sample(cond, generator=None,
+progress=None)`, `nfe`, `parts()`, `training_stages()` and `recipe`.
 """
 
 from __future__ import annotations
@@ -19,29 +17,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from mrsisr.pipelines.base import CountingDenoiser, Progress, SuperResolveMixin, _parts_of, report
 from mrsisr.registries import PIPELINES
+from mrsisr.stages import Stage
 from mrsisr.types import Batch, Condition, Denoiser, Initializer, Sampler, Schedule
-
-
-class SuperResolveMixin:
-    """Gives a pipeline `pipe.super_resolve(lr, ...)`: one map in, mean and std out.
-
-    See [`super_resolve_map`][mrsisr.sr.super_resolve_map] for the conventions.
-    """
-
-    def super_resolve(self, lr: Any, **kwargs: Any) -> tuple[Any, Any]:
-        """Super-resolve one 2-D map given as numpy arrays or tensors.
-
-        Args:
-            lr: The low-resolution map, `(L, L)` at its acquired matrix or `(64, 64)`.
-            **kwargs: `t1`, `flair`, `mask`, `scale`, `samples` (4), `seed`, `metabolite`.
-
-        Returns:
-            `(mean, std)`: float32 numpy arrays `(64, 64)` in the units of `lr`.
-        """
-        from mrsisr.sr import super_resolve_map  # the evaluation layer, imported on use
-
-        return super_resolve_map(self, lr, **kwargs)
 
 
 @PIPELINES.register("diffusion")
@@ -116,12 +95,20 @@ class DiffusionPipeline(SuperResolveMixin, nn.Module):
         return int(self.initializer.nfe) + int(self.sampler.nfe(self.t_start))
 
     @torch.no_grad()
-    def sample(self, cond: Condition, generator: torch.Generator | None = None) -> Tensor:
+    def sample(
+        self,
+        cond: Condition,
+        generator: torch.Generator | None = None,
+        *,
+        progress: Progress | None = None,
+    ) -> Tensor:
         """Super-resolve a batch: draw `x_{t_start}` from the initializer, then run the sampler.
 
         Args:
             cond: Conditions of the batch (mask, LR, T1, FLAIR, scale).
             generator: Optional random generator for reproducible samples.
+            progress: Called with the number of network evaluations after each one (the
+                initializer's, then every denoiser call of the chain).
 
         Returns:
             `x0` estimates `(B, 1, H, W)`, masked and clamped to [0, 1].
@@ -129,16 +116,17 @@ class DiffusionPipeline(SuperResolveMixin, nn.Module):
         from mrsisr.consistency import ProjectedDenoiser, finish, is_active
 
         x_start = self.initializer.sample(cond, self.t_start, self.schedule, generator=generator)
+        report(progress, int(self.initializer.nfe))
         if self.t_start == 0:  # the initializer's draw is the answer
             return finish(x_start * cond.mask.to(x_start), cond, self.consistency)
-        denoiser = self.denoiser
+        denoiser = self.denoiser if progress is None else CountingDenoiser(self.denoiser, progress)
         if is_active(self.consistency):  # every x0 estimate of any sampler is projected
             denoiser = ProjectedDenoiser(denoiser, self.consistency, self.schedule)
         x0 = self.sampler(denoiser, x_start, self.t_start, cond, self.schedule, generator=generator)
         return finish(x0, cond, self.consistency)
 
     def forward(self, cond: Condition, generator: torch.Generator | None = None) -> Tensor:
-        """Same as [`sample`][mrsisr.pipeline.DiffusionPipeline.sample].
+        """Same as [`sample`][mrsisr.pipelines.diffusion.DiffusionPipeline.sample].
 
         Args:
             cond: Conditions of the batch.
@@ -180,10 +168,8 @@ class DiffusionPipeline(SuperResolveMixin, nn.Module):
         reused by FTDDM and TDPM. With `t_start = 0` there is no denoiser stage.
 
         Returns:
-            A list of [`Stage`][mrsisr.train.stages.Stage].
+            A list of [`Stage`][mrsisr.stages.Stage].
         """
-        from mrsisr.train.stages import Stage
-
         stages = []
         if self.t_start > 0:
             stages.append(Stage("denoiser", {"denoiser": self.denoiser}, self.denoiser_loss))
@@ -205,43 +191,3 @@ class DiffusionPipeline(SuperResolveMixin, nn.Module):
             out["denoiser"] = (self.denoiser, True)
         out.update(_parts_of(self.initializer, "initializer"))
         return out
-
-
-def _parts_of(obj: Any, default_name: str) -> dict[str, tuple[nn.Module, bool]]:
-    if hasattr(obj, "parts"):
-        return dict(obj.parts())
-    if isinstance(obj, nn.Module) and any(True for _ in obj.parameters()):
-        return {default_name: (obj, True)}
-    return {}
-
-
-def pipeline_parts(pipeline: Any) -> dict[str, tuple[nn.Module, bool]]:
-    """Return the parts of any pipeline (its own `parts()`, else the pipeline as one part).
-
-    Args:
-        pipeline: A built pipeline.
-
-    Returns:
-        Part name → (module, counted in the total).
-    """
-    return _parts_of(pipeline, "model")
-
-
-def count_parameters(pipeline: Any) -> dict[str, int]:
-    """Count parameters per part and in total, the way the paper's Table 1 counts them.
-
-    Discriminators, critics and frozen pre-networks are listed but left out of `total`.
-
-    Args:
-        pipeline: A built pipeline.
-
-    Returns:
-        `{"total": n, "<part>": n, ...}`.
-    """
-    counts: dict[str, int] = {"total": 0}
-    for name, (module, counted) in pipeline_parts(pipeline).items():
-        n = sum(p.numel() for p in module.parameters())
-        counts[name] = n
-        if counted:
-            counts["total"] += n
-    return counts

@@ -4,11 +4,11 @@ The network is called as `network(cond, lambda_adv=..., metabolite=...)` and ret
 `x0` estimate `(B, 1, H, W)` (the contract of [`MUNet`][mrsisr.backbones.munet.MUNet]); an
 optional conditional critic turns the reconstruction training into a conditional WGAN-GP.
 
-Training (the trainer calls these; [`CRITIC_STEPS`][mrsisr.backbones.critic.CRITIC_STEPS] = 5
+Training (the trainer calls these; [`CRITIC_STEPS`][mrsisr.losses.CRITIC_STEPS] = 5
 critic steps per generator step, Adam lr 1e-4, betas (0.5, 0.9), as the authors):
 
-- [`critic_loss`][mrsisr.one_step.OneStepPipeline.critic_loss] for the critic's optimiser,
-- [`generator_loss`][mrsisr.one_step.OneStepPipeline.generator_loss] for the network's,
+- [`critic_loss`][mrsisr.pipelines.one_step.OneStepPipeline.critic_loss] for the critic's optimiser,
+- [`generator_loss`][mrsisr.pipelines.one_step.OneStepPipeline.generator_loss] for the network's,
 
 each drawing `lambda_adv ~ U[a, b]` per batch (set to 0 with probability 0.1) from
 `lambda_adv_range = (a, b)`, as the authors' `--adv-weight-train a b`; the network sees the value it
@@ -23,11 +23,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from mrsisr.backbones.critic import CRITIC_STEPS, GP_WEIGHT
-from mrsisr.backbones.critic import critic_loss as _critic_loss
-from mrsisr.backbones.critic import generator_loss as _generator_loss
-from mrsisr.pipeline import SuperResolveMixin
+from mrsisr.losses import CRITIC_STEPS, GP_WEIGHT
+from mrsisr.losses import critic_loss as _critic_loss
+from mrsisr.losses import generator_loss as _generator_loss
+from mrsisr.pipelines.base import Progress, SuperResolveMixin, report
 from mrsisr.registries import PIPELINES
+from mrsisr.stages import Stage
 from mrsisr.types import Batch, Condition
 
 __all__ = ["OneStepPipeline"]
@@ -39,7 +40,7 @@ class OneStepPipeline(SuperResolveMixin, nn.Module):
 
     Args:
         network: The one-step predictor, `network(cond, lambda_adv=, metabolite=) -> x0`.
-        critic: Optional conditional critic `critic(cond, x) -> (B,)` for adversarial training;
+        critic: Optional conditional critic `critic(x, cond)` (one score per map or per patch) for adversarial training;
             a training-only part, not counted in Table 1.
         lambda_adv: Test-time adversarial weight: the sharpness knob (0 = fidelity end).
         lambda_adv_range: `(a, b)`: training draws `lambda_adv ~ U[a, b]` per batch. `(0, 0)`
@@ -88,6 +89,7 @@ class OneStepPipeline(SuperResolveMixin, nn.Module):
         *,
         metabolite: Tensor | Sequence[str] | None = None,
         lambda_adv: float | None = None,
+        progress: Progress | None = None,
     ) -> Tensor:
         """Super-resolve a batch with one network evaluation.
 
@@ -96,6 +98,7 @@ class OneStepPipeline(SuperResolveMixin, nn.Module):
             generator: Unused (the method is deterministic); part of the pipeline contract.
             metabolite: Metabolite names or codes `(B,)` for networks with a metabolite input.
             lambda_adv: Sharpness for this call; `None` uses the pipeline's `lambda_adv`.
+            progress: Called with `1` after the network evaluation.
 
         Returns:
             `x0` estimates `(B, 1, H, W)`, masked and clamped to [0, 1].
@@ -104,10 +107,11 @@ class OneStepPipeline(SuperResolveMixin, nn.Module):
         from mrsisr.consistency import finish
 
         x0 = self.network(cond, lambda_adv=lam, metabolite=metabolite)
+        report(progress, 1)
         return finish(x0, cond, self.consistency)
 
     def forward(self, cond: Condition, generator: torch.Generator | None = None) -> Tensor:
-        """Same as [`sample`][mrsisr.one_step.OneStepPipeline.sample].
+        """Same as [`sample`][mrsisr.pipelines.one_step.OneStepPipeline.sample].
 
         Args:
             cond: Conditions of the batch.
@@ -142,10 +146,8 @@ class OneStepPipeline(SuperResolveMixin, nn.Module):
         update, as the authors.
 
         Returns:
-            A list of one [`Stage`][mrsisr.train.stages.Stage].
+            A list of one [`Stage`][mrsisr.stages.Stage].
         """
-        from mrsisr.train.stages import Stage
-
         adv = {}
         if self.adversarial:
             adv = {
@@ -187,7 +189,7 @@ class OneStepPipeline(SuperResolveMixin, nn.Module):
             batch: Training batch (`x0`, `cond`, `metabolite`).
             generator: Optional CPU random generator for the draw.
             lambda_adv: Adversarial weight; `None` draws one
-                ([`draw_lambda_adv`][mrsisr.one_step.OneStepPipeline.draw_lambda_adv]).
+                ([`draw_lambda_adv`][mrsisr.pipelines.one_step.OneStepPipeline.draw_lambda_adv]).
 
         Returns:
             Scalar loss.

@@ -145,7 +145,7 @@ def rng_state() -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
 
 
 def set_rng_state(state: Mapping[str, Any], tensors: Mapping[str, torch.Tensor]) -> None:
-    """Restore RNG states captured by [`rng_state`][mrsisr.train.checkpoint.rng_state].
+    """Restore RNG states captured by [`rng_state`][mrsisr.checkpoint.rng_state].
 
     Args:
         state: The JSON part.
@@ -261,7 +261,7 @@ def load_checkpoint(path: str | os.PathLike[str], *, verify: bool = True) -> Che
         verify: Check the SHA-256 of every file against `state.json`.
 
     Returns:
-        The loaded [`Checkpoint`][mrsisr.train.checkpoint.Checkpoint] (tensors on CPU).
+        The loaded [`Checkpoint`][mrsisr.checkpoint.Checkpoint] (tensors on CPU).
 
     Raises:
         CheckpointError: If a file is missing, truncated, corrupted or not an mrsisr checkpoint.

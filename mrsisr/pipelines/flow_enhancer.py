@@ -14,9 +14,9 @@ values sharper and noisier ones; the authors test at 0.8.
 a second, much cheaper forward pass (MUNet, one evaluation) that the paper does not count
 separately; `nfe` follows the paper.
 
-**Training** ([`loss`][mrsisr.flow_enhancer.FlowEnhancerPipeline.loss]), after the pre-network
+**Training** ([`loss`][mrsisr.pipelines.flow_enhancer.FlowEnhancerPipeline.loss]), after the pre-network
 is trained (e.g. `munet_fs_cwgan`'s network, reused by path, or
-[`pre_network_loss`][mrsisr.flow_enhancer.FlowEnhancerPipeline.pre_network_loss]):
+[`pre_network_loss`][mrsisr.pipelines.flow_enhancer.FlowEnhancerPipeline.pre_network_loss]):
 
 `L = NLL(x0 | y) + 10 * guide(F^-1(mu; y), x0) + 10 * DC(F^-1(mu + tau' sigma eps; y), LR)`
 
@@ -33,12 +33,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from mrsisr.backbones.critic import reconstruction_loss
-from mrsisr.backbones.munet import fft2c, kspace_block_mask
 from mrsisr.conditioning.filter_scaling import resolution_value
-from mrsisr.initializers.flow import guide_loss
-from mrsisr.pipeline import SuperResolveMixin
+from mrsisr.kspace import block_mask, fft2c
+from mrsisr.losses import guide_loss, reconstruction_loss
+from mrsisr.pipelines.base import Progress, SuperResolveMixin, report
 from mrsisr.registries import PIPELINES
+from mrsisr.stages import Stage
 from mrsisr.types import Batch, Condition
 
 __all__ = ["FlowEnhancerPipeline", "kspace_l1"]
@@ -58,7 +58,7 @@ def kspace_l1(x: Tensor, lr: Tensor, scale: Tensor) -> Tensor:
     half = torch.round(resolution_value(scale.reshape(-1).to(x.device), x.shape[-1])).long()
     if half.numel() == 1 and x.shape[0] > 1:
         half = half.expand(x.shape[0])
-    block = kspace_block_mask(half, x.shape[-1]).expand_as(x)
+    block = block_mask(half, x.shape[-1]).expand_as(x)
     diff = (fft2c(x) - fft2c(lr)).abs()
     return diff[block].mean()
 
@@ -134,6 +134,7 @@ class FlowEnhancerPipeline(SuperResolveMixin, nn.Module):
         *,
         tau: float | None = None,
         metabolite: Tensor | Sequence[str] | None = None,
+        progress: Progress | None = None,
     ) -> Tensor:
         """Super-resolve a batch: one flow inversion at temperature `tau`.
 
@@ -142,6 +143,7 @@ class FlowEnhancerPipeline(SuperResolveMixin, nn.Module):
             generator: Optional random generator for the latent.
             tau: Temperature for this call; `None` uses the pipeline's `tau`.
             metabolite: Metabolite names or codes for the pre-network.
+            progress: Called with `1` after the network evaluation.
 
         Returns:
             `x0` samples `(B, 1, H, W)`, masked and clamped to [0, 1].
@@ -150,10 +152,11 @@ class FlowEnhancerPipeline(SuperResolveMixin, nn.Module):
         from mrsisr.consistency import finish
 
         x = self.flow.sample(self.cond_image(cond, metabolite), tau=t, generator=generator)
+        report(progress, 1)
         return finish(x, cond, self.consistency)
 
     def forward(self, cond: Condition, generator: torch.Generator | None = None) -> Tensor:
-        """Same as [`sample`][mrsisr.flow_enhancer.FlowEnhancerPipeline.sample].
+        """Same as [`sample`][mrsisr.pipelines.flow_enhancer.FlowEnhancerPipeline.sample].
 
         Args:
             cond: Conditions of the batch.
@@ -171,10 +174,8 @@ class FlowEnhancerPipeline(SuperResolveMixin, nn.Module):
         (e.g. `munet_fs_cwgan`'s network) can be loaded by path instead of stage one.
 
         Returns:
-            Two [`Stage`][mrsisr.train.stages.Stage]s.
+            Two [`Stage`][mrsisr.stages.Stage]s.
         """
-        from mrsisr.train.stages import Stage
-
         return [
             Stage(
                 "pre_network",

@@ -1,62 +1,18 @@
-"""Declarative recipes: load, validate, override and build the methods of the zoo.
-
-A recipe is a TOML file of data only. Apart from the `[recipe]` table of metadata and the
-`[sizes.*]` overrides, every table is one registry lookup: a `type` plus keyword arguments of the
-registered class. Which registry a table uses follows from its name:
-
-| table | registry |
-|---|---|
-| `pipeline` | `PIPELINES` |
-| `schedule` | `SCHEDULES` |
-| `initializer` | `INITIALIZERS` |
-| `sampler` | `SAMPLERS` |
-| any other name (`denoiser`, `flow`, `generator`, `discriminator`, `network`, `critic`, ...) | `BACKBONES` |
-
-A table nested inside another (`[initializer.flow]`) that has a `type` is built first and passed to
-its parent as the keyword of the same name. The built top-level parts are passed to the pipeline
-class as keywords named after their tables.
-
-Sizes: the tables as written are the `paper` size; `[sizes.small.<table>]` and
-`[sizes.tiny.<table>]` override keys of those tables. An override that changes `type` replaces the
-table instead of merging into it.
-
-Examples:
-    Run FTDDM with DPM-Solver++ at 10 steps instead of the ancestral sampler:
-
-    >>> from mrsisr.recipes import load_recipe
-    >>> recipe = load_recipe("ftddm", size="tiny",
-    ...                      overrides={"sampler": {"type": "dpm_solver_pp", "steps": 10}})
-    >>> recipe.tables["sampler"]
-    {'type': 'dpm_solver_pp', 'steps': 10}
-
-    The same in TOML, in a file of your own:
-
-    ```toml
-    [recipe]
-    name = "ftddm_dpm10"
-    base = "ftddm"
-
-    [sampler]
-    type = "dpm_solver_pp"
-    steps = 10
-    ```
-"""
+"""The recipe itself: load a TOML file, resolve `base` and sizes, apply overrides, build."""
 
 from __future__ import annotations
 
 import copy
-import inspect
-import math
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import tomllib
 
-from mrsisr.errors import MrsisrError, RecipeError, UnknownNameError
+from mrsisr.errors import MrsisrError, RecipeError
 from mrsisr.registry import Registry
 
 SIZES = ("paper", "small", "tiny")
@@ -102,7 +58,7 @@ def zoo_dir() -> Path:
     env = os.environ.get("MRSISR_ZOO")
     if env:
         return Path(env)
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parents[1]  # the mrsisr package
     for candidate in (here / "_zoo", here.parent / "zoo"):
         if candidate.is_dir():
             return candidate
@@ -130,10 +86,18 @@ def _recipe_title(path: Path) -> str:
     return str(meta.get("title") or meta.get("description") or path.stem)
 
 
+_PARSED: dict[tuple[str, int, int], dict[str, Any]] = {}
+
+
 def _read_toml(path: Path) -> dict[str, Any]:
+    """Parse a recipe file once per content: later reads of an unchanged file reuse the parse."""
     try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
+        st = os.stat(path)
+        key = (str(Path(path).resolve()), st.st_mtime_ns, st.st_size)
+        if key not in _PARSED:
+            with open(path, "rb") as fh:
+                _PARSED[key] = tomllib.load(fh)
+        return copy.deepcopy(_PARSED[key])
     except FileNotFoundError:
         raise RecipeError(f"{path}: recipe file not found") from None
     except tomllib.TOMLDecodeError as exc:
@@ -205,13 +169,16 @@ class Recipe:
         Returns:
             TOML that reproduces exactly this configuration.
         """
+        from mrsisr.recipes.toml_out import dumps_toml
+
         return dumps_toml(self.to_dict())
 
     def build(self) -> Any:
         """Build the pipeline this recipe describes, with freshly initialised weights.
 
         Returns:
-            The pipeline object (an `nn.Module` for the built-in pipelines).
+            The pipeline (a [`Pipeline`][mrsisr.types.Pipeline]; an `nn.Module` for the built-in
+            ones), with this recipe as its `recipe` attribute.
 
         Raises:
             RecipeError: If a component rejects its arguments; the message names the file,
@@ -224,7 +191,12 @@ class Recipe:
             for name, table in self.tables.items()
             if name not in ("pipeline", "train")
         }
-        return self._build_table("pipeline", self.tables["pipeline"], role="pipelines", extra=parts)
+        pipe = self._build_table("pipeline", self.tables["pipeline"], role="pipelines", extra=parts)
+        try:  # the resolved recipe travels with the pipeline, like diffusers' `.config`
+            pipe.recipe = replace(self, registries=None)
+        except AttributeError:  # a plugin pipeline with __slots__ or a read-only attribute
+            pass
+        return pipe
 
     def _build_table(
         self,
@@ -298,6 +270,8 @@ def load_recipe(
     if overrides:
         recipe.tables = _merge_tables(recipe.tables, _nest(overrides), where=f"{path} (overrides)")
     if validate:
+        from mrsisr.recipes.validation import validate_recipe
+
         validate_recipe(recipe)
     return recipe
 
@@ -409,167 +383,3 @@ def _merge_tables(
         else:
             out[key] = copy.deepcopy(value)
     return out
-
-
-# --------------------------------------------------------------------------- validation
-def validate_recipe(recipe: Recipe) -> None:
-    """Check every table: known `type`, known keys, nested tables well formed.
-
-    Keys are checked against the registered class's constructor signature, so a typo fails here,
-    with the file, table and key in the message, before anything is built.
-
-    Args:
-        recipe: The resolved recipe.
-
-    Raises:
-        RecipeError: On the first problem found.
-    """
-    if "pipeline" not in recipe.tables:
-        raise RecipeError(f"{recipe.where}: no [pipeline] table; add one with a `type`")
-    for name, table in recipe.tables.items():
-        if name == "train":
-            _validate_train(recipe, table)
-        else:
-            _validate_table(recipe, name, table, slot_role(name))
-    # the pipeline must accept every top-level part as a keyword
-    kind = recipe.tables["pipeline"]["type"]
-    accepted, var_kw = _accepted_keys(_registries(recipe)["pipelines"].get(kind))
-    for name in recipe.tables:
-        if name not in ("pipeline", "train") and not var_kw and name not in accepted:
-            raise RecipeError(
-                f"{recipe.where}: [{name}] is not a part of pipeline '{kind}'; it takes: "
-                f"{', '.join(sorted(accepted))}"
-            )
-
-
-def _validate_train(recipe: Recipe, table: Any) -> None:
-    from mrsisr.lr_schedules import LR_SCHEDULES
-
-    if not isinstance(table, Mapping):
-        raise RecipeError(f"{recipe.where}: [train] must be a table")
-    for key, value in table.items():
-        if key not in TRAIN_KEYS:
-            raise RecipeError(
-                f"{recipe.where}: [train] unknown key '{key}'; valid keys: {', '.join(sorted(TRAIN_KEYS))}"
-            )
-        kind = TRAIN_KEYS[key]
-        if not isinstance(value, kind) or isinstance(value, bool):
-            raise RecipeError(
-                f"{recipe.where}: [train] key '{key}' must be a {kind.__name__}, got {value!r}"
-            )
-    if table.get("lr_schedule", "constant") not in LR_SCHEDULES:
-        raise RecipeError(
-            f"{recipe.where}: [train] key 'lr_schedule' must be one of {', '.join(LR_SCHEDULES)}"
-        )
-    if table.get("warmup_steps", 0) < 0:
-        raise RecipeError(f"{recipe.where}: [train] key 'warmup_steps' must be non-negative")
-
-
-def _validate_table(recipe: Recipe, path: str, table: Any, role: str) -> None:
-    where = recipe.where
-    if not isinstance(table, Mapping):
-        raise RecipeError(f"{where}: [{path}] must be a table")
-    if "type" not in table:
-        raise RecipeError(f"{where}: [{path}] has no 'type' key; say which {role} entry to use")
-    kind = table["type"]
-    if not isinstance(kind, str):
-        raise RecipeError(f"{where}: [{path}] key 'type' must be a string")
-    try:
-        target = _registries(recipe)[role].get(kind)
-    except UnknownNameError as exc:
-        raise RecipeError(f"{where}: [{path}] key 'type': {exc}") from None
-    accepted, var_kw = _accepted_keys(target)
-    for key, value in table.items():
-        if key == "type":
-            continue
-        if not var_kw and key not in accepted:
-            close = _closest(key, accepted)
-            hint = f" Did you mean '{close}'?" if close else ""
-            raise RecipeError(
-                f"{where}: [{path}] unknown key '{key}' for {role} '{kind}'.{hint} "
-                f"Valid keys: {', '.join(sorted(accepted)) or '(none)'}"
-            )
-        if isinstance(value, Mapping):
-            if "type" not in value:
-                raise RecipeError(
-                    f"{where}: [{path}.{key}] has no 'type' key; nested tables are parts built "
-                    f"from a registry"
-                )
-            _validate_table(recipe, f"{path}.{key}", value, slot_role(key))
-        elif isinstance(value, float) and not math.isfinite(value):
-            raise RecipeError(f"{where}: [{path}] key '{key}' must be a finite number")
-
-
-def _accepted_keys(target: Any) -> tuple[set[str], bool]:
-    try:
-        sig = inspect.signature(target)
-    except (TypeError, ValueError):
-        return set(), True
-    names = set()
-    var_kw = False
-    for p in sig.parameters.values():
-        if p.kind is inspect.Parameter.VAR_KEYWORD:
-            var_kw = True
-        elif p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY):
-            names.add(p.name)
-    names.discard("self")
-    return names, var_kw
-
-
-def _closest(key: str, options: set[str]) -> str | None:
-    import difflib
-
-    match = difflib.get_close_matches(key, sorted(options), n=1, cutoff=0.6)
-    return match[0] if match else None
-
-
-# --------------------------------------------------------------------------- TOML output
-def dumps_toml(data: Mapping[str, Any]) -> str:
-    """Serialise nested dicts of scalars and lists to TOML.
-
-    Enough for recipes (tomllib only reads): strings, booleans, integers, floats, lists of those,
-    and nested tables.
-
-    Args:
-        data: Nested mappings.
-
-    Returns:
-        TOML text.
-    """
-    lines: list[str] = []
-
-    def emit(prefix: str, table: Mapping[str, Any]) -> None:
-        scalars = {k: v for k, v in table.items() if not isinstance(v, Mapping)}
-        subtables = {k: v for k, v in table.items() if isinstance(v, Mapping)}
-        if prefix and (scalars or not subtables):
-            lines.append(f"[{prefix}]")
-        for key, value in scalars.items():
-            if value is None:
-                continue
-            lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
-        if prefix and (scalars or not subtables):
-            lines.append("")
-        for key, value in subtables.items():
-            emit(f"{prefix}.{_toml_key(key)}" if prefix else _toml_key(key), value)
-
-    emit("", data)
-    return "\n".join(lines).rstrip() + "\n"
-
-
-def _toml_key(key: str) -> str:
-    return key if key.replace("_", "").replace("-", "").isalnum() else _toml_value(key)
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return repr(value)
-    if isinstance(value, str):
-        escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-        return f'"{escaped}"'
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    raise TypeError(f"cannot write {type(value).__name__} to TOML")

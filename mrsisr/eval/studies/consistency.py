@@ -7,11 +7,18 @@ p-value compares it with its own model. 1000-NFE models (DDPM) run on `cfg.slow_
 
 from __future__ import annotations
 
-from pathlib import Path
+from dataclasses import asdict
 from typing import Any
 
+from mrsisr.eval.figures import delta_plot
+from mrsisr.eval.studies.base import (
+    StudyConfig,
+    StudyResult,
+    check_weights,
+    study_config,
+    study_pipeline,
+)
 from mrsisr.registries import STUDIES
-from mrsisr.studies import StudyConfig, StudyResult, _check_weights, _config, _pipeline, _title
 
 CONSISTENCY_MODELS = (
     "ftddm",
@@ -40,20 +47,18 @@ def consistency_study(cfg: StudyConfig) -> StudyResult:
     Returns:
         The result; figure: SSIM and PSNR change from the projection, per model and scale.
     """
-    from dataclasses import asdict
-
-    from mrsisr.bench import run_bench
+    from mrsisr.eval.bench import run_bench
 
     names = list(cfg.models or CONSISTENCY_MODELS)
-    _check_weights(cfg, names)
+    check_weights(cfg, names)
     rows: list[dict[str, Any]] = []
     machine = ""
     for name in names:
-        plain = _pipeline(cfg, name)
+        plain = study_pipeline(cfg, name)
         slow = int(plain.nfe) >= 500
         limit = cfg.limit if not slow or cfg.limit is None else min(cfg.limit, cfg.slow_limit)
         result = run_bench(
-            [(name, plain), (f"{name}+dc", _pipeline(cfg, name, DC))],
+            [(name, plain), (f"{name}+dc", study_pipeline(cfg, name, DC))],
             scales=cfg.scales,
             data=cfg.data,
             fold=cfg.fold,
@@ -73,33 +78,4 @@ def consistency_study(cfg: StudyConfig) -> StudyResult:
             row["recipe"] = name if r.model != "lr_input" else None
             row["dc"] = r.model.endswith("+dc")
             rows.append(row)
-    return StudyResult("consistency", rows, _config(cfg), machine, _plot)
-
-
-def _plot(result: StudyResult, png: Path) -> None:
-    """Bars: change in SSIM and PSNR from the projection, per model, one group per scale."""
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    rows = [r for r in result.rows if r.get("recipe")]
-    models = list(dict.fromkeys(r["recipe"] for r in rows))
-    scales = sorted({r["scale"] for r in rows}, reverse=True)
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.0))
-    width = 0.8 / max(1, len(scales))
-    for ax, y in zip(axes, ("ssim", "psnr")):
-        for j, s in enumerate(scales):
-            delta = []
-            for m in models:
-                by = {r["dc"]: r[f"{y}_mean"] for r in rows if r["recipe"] == m and r["scale"] == s}
-                delta.append(by.get(True, np.nan) - by.get(False, np.nan))
-            ax.bar(np.arange(len(models)) + j * width, delta, width, label=f"×{s}")
-        ax.axhline(0, color="gray", lw=0.8)
-        ax.set_xticks(np.arange(len(models)) + width * (len(scales) - 1) / 2)
-        ax.set_xticklabels(models, rotation=30, ha="right", fontsize=7)
-        ax.set_ylabel(f"{y.upper()} with − without DC", fontsize=8)
-        ax.tick_params(labelsize=7)
-    axes[0].legend(fontsize=7)
-    n = max(r["n_maps"] for r in rows) if rows else 0
-    fig.suptitle(_title(result, n), fontsize=9)
-    fig.tight_layout()
-    fig.savefig(png, dpi=110)
+    return StudyResult("consistency", rows, study_config(cfg), machine, delta_plot)

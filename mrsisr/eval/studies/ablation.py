@@ -1,0 +1,206 @@
+"""`mrsisr study ablation`: flow only, diffusion only, both (Table 2); FTDDM's flow without one
+ingredient (Table 3)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from mrsisr.errors import CheckpointError
+from mrsisr.eval.figures import bar_plot
+from mrsisr.eval.studies.base import (
+    StudyConfig,
+    StudyResult,
+    run_variants,
+    study_pipeline,
+)
+from mrsisr.registries import STUDIES
+
+__all__ = ["ABLATIONS", "Ablation", "ablation_pipeline", "ablation_study", "ablation_weights_path"]
+
+
+@dataclass(frozen=True)
+class Ablation:
+    """One variant of the ablation study (the paper's Tables 2 and 3).
+
+    Attributes:
+        recipe: Zoo recipe it is built from.
+        overrides: Recipe overrides that make the variant.
+        tables: The paper's tables it belongs to.
+        mask: The flow is conditioned on the quality mask (the UNet always is).
+        mri: The flow is conditioned on T1 and FLAIR (the UNet always is).
+        guide: The flow was trained with the guide loss (`None`: there is no flow).
+        t_trunc: Truncation step (0: the flow alone; 1000: the diffusion model alone).
+        own_weights: The variant needs its own trained flow (else it is a shipped recipe).
+    """
+
+    recipe: str
+    overrides: Mapping[str, Any]
+    tables: tuple[int, ...]
+    mask: bool = True
+    mri: bool = True
+    guide: bool | None = True
+    t_trunc: int = 100
+    own_weights: bool = True
+
+
+ABLATIONS: dict[str, Ablation] = {
+    "ftddm": Ablation("ftddm", {}, (2, 3), own_weights=False),
+    "flow_only": Ablation("ftddm", {"pipeline": {"t_start": 0}}, (2,), t_trunc=0),
+    "diffusion_only": Ablation("ddpm", {}, (2,), guide=None, t_trunc=1000, own_weights=False),
+    "no_mask": Ablation(
+        "ftddm",
+        {"initializer": {"mask_channel": False, "flow": {"cond_channels": 3}}},
+        (3,),
+        mask=False,
+    ),
+    "no_mri": Ablation(
+        "ftddm", {"initializer": {"mri": False, "flow": {"cond_channels": 2}}}, (3,), mri=False
+    ),
+    "no_guide": Ablation("ftddm", {"initializer": {"guide_weight": 0.0}}, (3,), guide=False),
+}
+"""The ablation variants by name. `diffusion_only` is DDPM (T = 1000, no flow) with its shipped
+weights and `ftddm` the shipped FTDDM; the others pair FTDDM's shipped truncated UNet with a flow
+trained like FTDDM's (same steps, batch, seed) but without one ingredient."""
+
+
+def ablation_weights_path(variant: str, size: str) -> Path:
+    """Where the shipped flow of an ablation variant lives.
+
+    Args:
+        variant: A name from [`ABLATIONS`][mrsisr.eval.studies.ablation.ABLATIONS] with its own flow.
+        size: Size variant.
+
+    Returns:
+        `zoo/weights/ablation/ftddm-<variant>-<size>.safetensors` (flow weights only).
+    """
+    from mrsisr.weights import weights_dir
+
+    return weights_dir() / "ablation" / f"ftddm-{variant}-{size}.safetensors"
+
+
+def ablation_pipeline(cfg: StudyConfig, name: str) -> Any:
+    """Build a variant: FTDDM's (or the given) denoiser plus the variant's own flow.
+
+    Args:
+        cfg: Study settings.
+        name: A name from [`ABLATIONS`][mrsisr.eval.studies.ablation.ABLATIONS].
+
+    Returns:
+        The variant's pipeline, in eval mode on `cfg.device`.
+    """
+    from mrsisr.recipes import load_recipe
+    from mrsisr.weights import check_trained_t_start, load_pipeline_weights, weights_path
+
+    ab = ABLATIONS[name]
+    if not ab.own_weights:
+        if name in cfg.weights:
+            return study_pipeline(replace(cfg, weights={ab.recipe: cfg.weights[name]}), ab.recipe)
+        return study_pipeline(cfg, ab.recipe)
+    recipe = load_recipe(ab.recipe, size=cfg.size, overrides=ab.overrides)
+    pipe = recipe.build()
+    flow = cfg.weights.get(name) or ablation_weights_path(name, cfg.size)
+    if cfg.untrained and name not in cfg.weights and not Path(flow).is_file():
+        return pipe.to(cfg.device).eval()
+    if int(pipe.t_start) > 0:
+        denoiser = cfg.weights.get(ab.recipe) or weights_path(ab.recipe, cfg.size)
+        if Path(denoiser).exists() or not cfg.untrained:  # untrained: random, for tests
+            load_pipeline_weights(pipe, denoiser, parts=["denoiser"])
+    check_trained_t_start(recipe, Path(flow))
+    _check_variant_card(name, Path(flow))
+    load_pipeline_weights(pipe, flow, parts=[p for p in pipe.parts() if p != "denoiser"])
+    return pipe.to(cfg.device).eval()
+
+
+def _flat(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        if isinstance(value, Mapping):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _check_variant_card(name: str, source: Path) -> None:
+    """Refuse weights whose card says they were trained without the variant's overrides."""
+    from mrsisr.weights import card_of
+
+    card = card_of(source)
+    if card is None or "resolved_recipe" not in card:
+        return
+    trained = _flat(card["resolved_recipe"])
+    for key, value in _flat(ABLATIONS[name].overrides).items():
+        if key in trained and trained[key] != value:
+            toml = str(value).lower() if isinstance(value, bool) else value
+            raise CheckpointError(
+                f"{source}: trained with {key} = {trained[key]!r}, but the '{name}' variant needs "
+                f"{value!r}; pass a run trained with --set {key}={toml}"
+            )
+
+
+def _check_ablation_weights(cfg: StudyConfig, names: Sequence[str]) -> None:
+    from mrsisr.weights import weights_path
+
+    if cfg.untrained:
+        return
+    missing = []
+    for name in names:
+        ab = ABLATIONS[name]
+        if name in cfg.weights:
+            continue
+        if not weights_path(ab.recipe, cfg.size).is_file() and ab.recipe not in cfg.weights:
+            missing.append(f"{name} ({ab.recipe} weights)")
+        elif ab.own_weights and not ablation_weights_path(name, cfg.size).is_file():
+            missing.append(name)
+    if missing:
+        raise CheckpointError(
+            f"the ablation study needs '{cfg.size}' weights for {', '.join(missing)}; train a "
+            "variant with `mrsisr train ftddm --set ...` (see docs/bench.md) and pass "
+            "--weights VARIANT=RUN"
+        )
+
+
+@STUDIES.register(
+    "ablation",
+    description="flow only / diffusion only / both (Table 2); no mask, MRIs, guide loss (Table 3)",
+)
+def ablation_study(cfg: StudyConfig) -> StudyResult:
+    """The ablations of the paper's Tables 2 and 3, scored on the same maps.
+
+    Table 2 pits the flow alone (`t_start = 0`: the flow models `x_0`, 1 NFE) and the diffusion
+    model alone (DDPM, T = 1000) against FTDDM. Table 3 removes one ingredient from FTDDM's flow:
+    the mask channel of its condition, the MRI channels, or the guide loss. Here the ablated
+    flows share FTDDM's truncated UNet (which keeps every condition), so Table 3 measures what
+    each ingredient brings to the flow's start; the paper does not say whether it also retrained
+    its UNet. Wilcoxon p-values are against FTDDM (the first row).
+
+    Weights: `ftddm` and `diffusion_only` use the shipped `ftddm` and `ddpm` weights; each other
+    variant a flow from `zoo/weights/ablation/` or `--weights VARIANT=RUN` (a run of
+    `mrsisr train ftddm --set ...` with that variant's overrides, see
+    [`ABLATIONS`][mrsisr.eval.studies.ablation.ABLATIONS]).
+
+    Args:
+        cfg: Study settings.
+
+    Returns:
+        The result (columns `tables`, `mask`, `mri`, `guide`, `t_trunc`); figure: SSIM and PSNR
+        of each variant per scale.
+    """
+    names = list(ABLATIONS)
+    _check_ablation_weights(cfg, names)
+    variants = []
+    for name in names:
+        ab = ABLATIONS[name]
+        info = {
+            "variant": name,
+            "tables": ",".join(map(str, ab.tables)),
+            "mask": ab.mask,
+            "mri": ab.mri,
+            "guide": ab.guide,
+            "t_trunc": ab.t_trunc,
+        }
+        variants.append((info, ablation_pipeline(cfg, name)))
+    return run_variants(cfg, "ablation", variants, bar_plot)

@@ -1,0 +1,86 @@
+"""What a training run is told ([`TrainConfig`][mrsisr.train.config.TrainConfig]) and what each stage reports
+([`StageResult`][mrsisr.train.config.StageResult]).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mrsisr.errors import MrsisrError
+from mrsisr.lr_schedules import LR_SCHEDULES
+
+__all__ = ["StageResult", "TrainConfig"]
+
+
+@dataclass
+class TrainConfig:
+    """Settings of one training run (per stage where it matters).
+
+    Attributes:
+        steps: Optimiser steps per stage.
+        batch_size: Maps per step (per process under torchrun).
+        seed: Seed of every random draw.
+        lr: Learning rate for every stage; `None` keeps each stage's paper default.
+        ema_decay: EMA decay (with timm's warm-up, so short runs are not dominated by the init).
+        checkpoint_every: Steps between `latest` checkpoints.
+        validate_every: Steps between validation passes (and `best` checkpoints).
+        val_batches: Validation batches per pass.
+        device: Torch device, e.g. `cpu` or `cuda`.
+        lr_schedule: Learning-rate schedule of every stage over its `steps`: `"constant"`,
+            `"linear"` (decay to zero, the paper's "decay per iteration") or `"cosine"`; see
+            [`lr_factor`][mrsisr.lr_schedules.lr_factor]. `None`: the recipe's `[train]`
+            value, else constant.
+        warmup_steps: Linear warm-up steps before the schedule. `None`: the recipe's `[train]`
+            value, else 0.
+    """
+
+    steps: int = 1000
+    batch_size: int = 8
+    seed: int = 0
+    lr: float | None = None
+    ema_decay: float = 0.9999
+    checkpoint_every: int = 250
+    validate_every: int = 250
+    val_batches: int = 8
+    device: str = "cpu"
+    lr_schedule: str | None = None
+    warmup_steps: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "checkpoint_every", "validate_every"):
+            if getattr(self, name) < 1:
+                raise MrsisrError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.val_batches < 0:
+            raise MrsisrError("--val-batches must be non-negative")
+        if self.lr_schedule is not None and self.lr_schedule not in LR_SCHEDULES:
+            raise MrsisrError(
+                f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}"
+            )
+        if self.warmup_steps is not None and not 0 <= self.warmup_steps < self.steps:
+            raise MrsisrError(
+                f"--warmup-steps must be in [0, --steps), got {self.warmup_steps} with {self.steps} steps"
+            )
+
+
+@dataclass
+class StageResult:
+    """What one stage did.
+
+    Attributes:
+        name: Stage name.
+        steps: Steps trained (0 when reused).
+        final_loss: Mean training loss over the last 50 steps.
+        best_val_loss: Lowest validation loss seen (`None` without validation data).
+        wall_time_s: Seconds spent in this stage in this process (across resumes: summed).
+        reused_from: Path the weights were loaded from instead of training, if any.
+        initialized_from: Path the weights were loaded from before training (fine-tuning), if
+            any.
+    """
+
+    name: str
+    steps: int = 0
+    final_loss: float | None = None
+    best_val_loss: float | None = None
+    wall_time_s: float = 0.0
+    reused_from: str | None = None
+    initialized_from: str | None = None
