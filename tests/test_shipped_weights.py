@@ -46,14 +46,14 @@ ABLATION = sorted((weights_dir() / "ablation").glob("*.safetensors"))
 def test_shipped_ablation_flows_match_their_variant(path):
     """Each shipped ablation flow was trained with its variant's overrides and loads into it."""
     from mrsisr.eval.studies import ABLATIONS, StudyConfig, ablation_weights_path
-    from mrsisr.eval.studies.ablation import _flat, ablation_pipeline
+    from mrsisr.eval.studies.ablation import ablation_pipeline, flat_keys
 
     card = json.loads(path.with_suffix(".json").read_text())
     variant = path.stem.removeprefix("ftddm-").removesuffix(f"-{card['size']}")
     assert ablation_weights_path(variant, card["size"]) == path
     assert card["exported_parts"] == ["flow"]
-    trained = _flat(card["resolved_recipe"])
-    for key, value in _flat(ABLATIONS[variant].overrides).items():
+    trained = flat_keys(card["resolved_recipe"])
+    for key, value in flat_keys(ABLATIONS[variant].overrides).items():
         assert trained[key] == value, key
     pipe = ablation_pipeline(StudyConfig(size=card["size"]), variant)
     assert pipe.nfe == (1 if variant == "flow_only" else 101)

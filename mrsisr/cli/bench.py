@@ -320,7 +320,7 @@ def study_table(result) -> Table:  # noqa: ANN001
     """Render a study result as a rich table.
 
     Args:
-        result: A [`StudyResult`][mrsisr.eval.studies.StudyResult].
+        result: A [`StudyResult`][mrsisr.eval.studies.base.StudyResult].
 
     Returns:
         The table.

@@ -18,7 +18,14 @@ from mrsisr.eval.studies.base import (
 )
 from mrsisr.registries import STUDIES
 
-__all__ = ["ABLATIONS", "Ablation", "ablation_pipeline", "ablation_study", "ablation_weights_path"]
+__all__ = [
+    "ABLATIONS",
+    "Ablation",
+    "ablation_pipeline",
+    "ablation_study",
+    "ablation_weights_path",
+    "flat_keys",
+]
 
 
 @dataclass(frozen=True)
@@ -114,11 +121,20 @@ def ablation_pipeline(cfg: StudyConfig, name: str) -> Any:
     return pipe.to(cfg.device).eval()
 
 
-def _flat(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def flat_keys(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested tables as dotted keys: `{"a": {"b": 1}}` -> `{"a.b": 1}`.
+
+    Args:
+        table: Nested mapping.
+        prefix: Prefix of every key.
+
+    Returns:
+        Dotted key → leaf value.
+    """
     out: dict[str, Any] = {}
     for key, value in table.items():
         if isinstance(value, Mapping):
-            out.update(_flat(value, f"{prefix}{key}."))
+            out.update(flat_keys(value, f"{prefix}{key}."))
         else:
             out[f"{prefix}{key}"] = value
     return out
@@ -131,8 +147,8 @@ def _check_variant_card(name: str, source: Path) -> None:
     card = card_of(source)
     if card is None or "resolved_recipe" not in card:
         return
-    trained = _flat(card["resolved_recipe"])
-    for key, value in _flat(ABLATIONS[name].overrides).items():
+    trained = flat_keys(card["resolved_recipe"])
+    for key, value in flat_keys(ABLATIONS[name].overrides).items():
         if key in trained and trained[key] != value:
             toml = str(value).lower() if isinstance(value, bool) else value
             raise CheckpointError(
