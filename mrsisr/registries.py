@@ -20,12 +20,25 @@ from __future__ import annotations
 from mrsisr.registry import Registry
 
 INITIALIZERS: Registry = Registry("initializers", locations=["mrsisr.initializers"])
+"""Initializers: what produces the image at the truncation step (gaussian, gan, flow)."""
+
 BACKBONES: Registry = Registry("backbones", locations=["mrsisr.backbones"])
+"""Networks: UNets, flows, MUNet, critics and discriminators."""
+
 SAMPLERS: Registry = Registry("samplers", locations=["mrsisr.samplers"])
+"""Reverse-diffusion samplers (ancestral, respace, dpm_solver_pp, diffusers)."""
+
 CONDITIONING: Registry = Registry("conditioning", locations=["mrsisr.conditioning"])
+"""How a network is conditioned on (t, s): cin, adagn (`kind = "norm"`), filter_scaling."""
+
 SCHEDULES: Registry = Registry("schedules", locations=["mrsisr.schedules"])
+"""Noise schedules (cosine)."""
+
 CONSISTENCY: Registry = Registry("consistency", locations=["mrsisr.consistency"])
+"""Data-consistency projections of x0 estimates (none, kspace)."""
+
 PIPELINES: Registry = Registry("pipelines", locations=["mrsisr.pipelines"])
+"""How parts are wired into a method (diffusion, one_step, flow_enhancer); see `mrsisr.pipelines`."""
 
 
 def _check_recipe_target(target: object) -> str | None:
@@ -42,8 +55,11 @@ def _check_recipe_target(target: object) -> str | None:
 RECIPES: Registry = Registry(
     "recipes", populate="mrsisr.recipes:register_zoo", check=_check_recipe_target
 )
+"""The zoo's recipes (`zoo/*.toml`) by name; plugins add TOML files."""
 
 STUDIES: Registry = Registry("studies", locations=["mrsisr.eval.studies"])
+"""The paper's studies, one module each under `mrsisr/eval/studies/`."""
+
 
 ROLES: dict[str, Registry] = {
     r.role: r

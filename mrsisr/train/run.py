@@ -43,7 +43,7 @@ def train_recipe(
         data: `"phantom"` or a dataset folder.
         fold: Fold index.
         size: Recipe size.
-        config: Run settings (defaults: [`TrainConfig`][mrsisr.train.engine.TrainConfig]).
+        config: Run settings (defaults: [`TrainConfig`][mrsisr.train.config.TrainConfig]).
         overrides: Recipe overrides.
         reuse: Stage name → run folder or weights file to load instead of training that stage.
         init: Stage name → run folder or weights file to start that stage from (fine-tuning).
@@ -51,7 +51,7 @@ def train_recipe(
         progress: Show progress bars.
 
     Returns:
-        One [`StageResult`][mrsisr.train.engine.StageResult] per stage.
+        One [`StageResult`][mrsisr.train.config.StageResult] per stage.
     """
     import torch
 
