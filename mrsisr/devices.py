@@ -33,22 +33,22 @@ def resolve_device(device: str) -> str:
         dev = torch.device(device)
     except (RuntimeError, ValueError):
         raise MrsisrError(
-            f"--device {device}: not a device; use auto, cpu, cuda, cuda:N or mps"
+            f"`device` {device}: not a device; use auto, cpu, cuda, cuda:N or mps"
         ) from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise MrsisrError(
-                f"--device {device}: no CUDA device is available here; use --device cpu"
+                f"`device` {device}: no CUDA device is available here; use `device` cpu"
             )
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise MrsisrError(
-                f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+                f"`device` {device}: this machine has {torch.cuda.device_count()} CUDA device(s)"
             )
     elif dev.type == "mps":
         if not torch.backends.mps.is_available():
-            raise MrsisrError(f"--device {device}: MPS is not available here; use --device cpu")
+            raise MrsisrError(f"`device` {device}: MPS is not available here; use `device` cpu")
     elif dev.type != "cpu":
-        raise MrsisrError(f"--device {device}: unsupported; use auto, cpu, cuda, cuda:N or mps")
+        raise MrsisrError(f"`device` {device}: unsupported; use auto, cpu, cuda, cuda:N or mps")
     return str(dev)
 
 

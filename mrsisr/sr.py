@@ -92,7 +92,7 @@ def maps_per_call(batch: int, samples: int) -> int:
         (16, 1)
     """
     if batch < 1:
-        raise MrsisrError(f"--batch must be at least 1, got {batch}")
+        raise MrsisrError(f"`batch` must be at least 1, got {batch}")
     return max(1, int(batch) // max(1, int(samples)))
 
 
@@ -139,7 +139,7 @@ def super_resolve(
     sub = subject if not isinstance(subject, (str, os.PathLike)) else load_subject(subject)
     scale = resolve_scale(scale, getattr(sub, "native_size", None), sub.subject)
     if samples < 1:
-        raise MrsisrError(f"--samples must be at least 1, got {samples}")
+        raise MrsisrError(f"`samples` must be at least 1, got {samples}")
     lr_size = int(round(64 / scale))
     _check_size(lr_size, 64)
     mets = tuple(metabolites) if metabolites else sub.metabolites
@@ -290,7 +290,7 @@ def save_preview(
         area = sum(subject.masks[m].reshape(n_slices, -1).sum(1) for m in mets)
         slice_index = int(np.argmax(area))
     if not 0 <= int(slice_index) < n_slices:
-        raise DataError(f"--preview-slice {slice_index}: the subject has slices 0-{n_slices - 1}")
+        raise DataError(f"`slice_index` {slice_index}: the subject has slices 0-{n_slices - 1}")
     k = int(slice_index)
     cols = ["LR input", "SR mean", "SR std (uncertainty)", "FLAIR"]
     fig, axes = plt.subplots(

@@ -116,9 +116,9 @@ def export_run(
     card = read_card(card_file) or {}
     if name is None:
         name = f"{check_name(card.get('recipe'), 'card recipe')}-{check_name(card.get('size'), 'card size')}"
-    check_name(name, "--name")
+    check_name(name, "`name`")
     dest = Path(dest) if dest is not None else weights_dir()
-    check_writable(dest, "--dest")
+    check_writable(dest, "`dest`")
     dest.mkdir(parents=True, exist_ok=True)
     out = dest / f"{name}.safetensors"
     tensors = {
@@ -197,9 +197,9 @@ def sampling_overrides(
     out: dict[str, Any] = {}
     if steps is not None:
         if not sampler:
-            raise RecipeError(f"{recipe.where}: has no sampler, so --steps does not apply")
+            raise RecipeError(f"{recipe.where}: has no sampler, so `steps` does not apply")
         if int(steps) < 1:
-            raise RecipeError(f"--steps must be at least 1, got {steps}")
+            raise RecipeError(f"`steps` must be at least 1, got {steps}")
         if _takes("samplers", sampler, "steps"):
             out["sampler"] = {"steps": int(steps)}
         else:
@@ -211,11 +211,11 @@ def sampling_overrides(
         if not _takes("samplers", sampler, "tau_d"):
             raise RecipeError(
                 f"{recipe.where}: its sampler '{sampler.get('type', 'none')}' has no step-noise "
-                "temperature, so --tau-d does not apply"
+                "temperature, so `tau_d` does not apply"
             )
         out.setdefault("sampler", {})["tau_d"] = float(tau_d)
     if tau_f is not None:
         if not _takes("initializers", recipe.tables.get("initializer", {}), "tau_f"):
-            raise RecipeError(f"{recipe.where}: its initializer has no prior temperature (--tau-f)")
+            raise RecipeError(f"{recipe.where}: its initializer has no prior temperature (`tau_f`)")
         out["initializer"] = {"tau_f": float(tau_f)}
     return out

@@ -26,5 +26,5 @@ def test_device_auto_and_refusals():
     assert resolve_device("auto") in ("cpu", "cuda")
     assert resolve_device("cpu") == "cpu"
     for bad in ("tpu", "cuda:x", ""):
-        with pytest.raises(MrsisrError, match="--device"):
+        with pytest.raises(MrsisrError, match="`device`"):
             resolve_device(bad)

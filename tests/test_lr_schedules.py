@@ -33,9 +33,9 @@ def test_constant_is_one_after_warmup():
 
 
 def test_config_refuses_unknown_schedule_and_long_warmup():
-    with pytest.raises(MrsisrError, match="--lr-schedule"):
+    with pytest.raises(MrsisrError, match="`lr_schedule`"):
         TrainConfig(lr_schedule="step")
-    with pytest.raises(MrsisrError, match="--warmup-steps"):
+    with pytest.raises(MrsisrError, match="`warmup_steps`"):
         TrainConfig(steps=10, warmup_steps=10)
 
 

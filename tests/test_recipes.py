@@ -48,6 +48,9 @@ class ToyInit(nn.Module):
     def parts(self):
         return {"generator": (self.generator, True), "discriminator": (self.discriminator, False)}
 
+    def sample(self, cond, t_start, schedule, *, generator=None):
+        return torch.zeros_like(cond.lr)
+
 
 class ToySampler:
     """Counts steps."""
@@ -276,3 +279,20 @@ def test_unknown_recipe_name_lists_the_zoo():
 def test_dumps_toml_values():
     text = dumps_toml({"a": {"s": 'say "hi"', "b": True, "i": 3, "f": 0.5, "l": (1, 2)}})
     assert tomllib.loads(text) == {"a": {"s": 'say "hi"', "b": True, "i": 3, "f": 0.5, "l": [1, 2]}}
+
+
+def test_a_component_that_breaks_its_role_contract_is_refused_at_validation(registries, tmp_path):
+    """A registered initializer without `sample` fails when the recipe is validated, not later."""
+
+    class NoSample(nn.Module):
+        nfe = 1
+
+    registries["initializers"].register("no_sample", NoSample)
+    path = tmp_path / "bad.toml"
+    path.write_text(
+        '[recipe]\nname = "bad"\n[pipeline]\ntype = "diffusion"\nt_start = 5\n'
+        '[schedule]\ntype = "toy"\n[initializer]\ntype = "no_sample"\n'
+        '[denoiser]\ntype = "toy_net"\n[sampler]\ntype = "toy_sampler"\n'
+    )
+    with pytest.raises(RecipeError, match=r"\[initializer\] initializers 'no_sample' .* has no sample"):
+        load_recipe(path, registries=registries)

@@ -281,7 +281,7 @@ def test_super_resolve_one_map_from_arrays():
     assert np.array_equal(mean, again)  # seeded
     with pytest.raises(DataError, match="16×16"):
         pipe.super_resolve(lr16, t1=ones, flair=ones, scale=2)
-    with pytest.raises(DataError, match="pass --scale"):
+    with pytest.raises(DataError, match="pass `scale`"):
         pipe.super_resolve(np.ones((64, 64)), t1=ones, flair=ones)
     with pytest.raises(DataError, match="T1 and FLAIR"):
         pipe.super_resolve(lr16)

@@ -107,7 +107,7 @@ def test_existing_run_needs_resume(tmp_path):
     Trainer(
         ns["make_pipeline"](), ns["RECIPE"], train, None, tmp_path, config(steps=2), progress=False
     ).run()
-    with pytest.raises(MrsisrError, match="already holds a run; pass --resume"):
+    with pytest.raises(MrsisrError, match="already holds a run; pass `resume`"):
         Trainer(
             ns["make_pipeline"](),
             ns["RECIPE"],

@@ -126,11 +126,11 @@ class BenchConfig:
         for s in self.scales:
             s = int(s)
             if s <= 0 or 64 % s or (64 // s) % 2 or not 8 <= 64 // s <= 64:
-                raise DataError(f"--scales: {s} is not usable; choose factors such as 8, 4, 2")
+                raise DataError(f"`scales`: {s} is not usable; choose factors such as 8, 4, 2")
         if torch.device(self.device).type == "cuda" and not torch.cuda.is_available():
-            raise MrsisrError("--device cuda: no CUDA device is available here; use --device cpu")
+            raise MrsisrError("`device` cuda: no CUDA device is available here; use `device` cpu")
         if self.batch is not None and self.batch < 1:
-            raise MrsisrError(f"--batch must be at least 1, got {self.batch}")
+            raise MrsisrError(f"`batch` must be at least 1, got {self.batch}")
 
     def to_dict(self) -> dict[str, Any]:
         """The options as JSON-able data, for `results.json`.

@@ -43,7 +43,7 @@ def split_variant(name: str) -> tuple[str, dict[str, Any]]:
         return name, {}
     if suffix not in VARIANTS:
         raise MrsisrError(
-            f"--models {name}: unknown suffix '+{suffix}'; known: "
+            f"`models` {name}: unknown suffix '+{suffix}'; known: "
             + ", ".join(f"+{k}" for k in VARIANTS)
         )
     return base, dict(VARIANTS[suffix])
@@ -72,13 +72,13 @@ def _check_models(models: Sequence[str | tuple[str, Any]], cfg: Any) -> None:
     weights = dict(cfg.weights or {})
     names = [m if isinstance(m, str) else m[0] for m in models]
     if not names:
-        raise MrsisrError("--models: give at least one model")
+        raise MrsisrError("`models`: give at least one model")
     if len(set(names)) != len(names) or LR_INPUT in names:
-        raise MrsisrError(f"--models: names must be unique and not '{LR_INPUT}', got {names}")
+        raise MrsisrError(f"`models`: names must be unique and not '{LR_INPUT}', got {names}")
     recipes = [m for m in models if isinstance(m, str)]
     unknown = set(weights) - set(names) - {split_variant(m)[0] for m in recipes}
     if unknown:
-        raise MrsisrError(f"--weights names models not benched: {', '.join(sorted(unknown))}")
+        raise MrsisrError(f"`weights` names models not benched: {', '.join(sorted(unknown))}")
     missing = []
     for m in recipes:
         base, extra = split_variant(m)

@@ -44,13 +44,13 @@ def resolve_scale(scale: float | None, native_size: int | None, where: str = "in
         if scale is not None and abs(check_scale(scale) - implied) > 1e-9:
             raise DataError(
                 f"{where}: the maps are {native_size}×{native_size}, i.e. ×{implied:g}, not "
-                f"--scale {scale:g}; drop --scale or pass {implied:g}"
+                f"`scale` {scale:g}; drop `scale` or pass {implied:g}"
             )
         return implied
     if scale is None:
         raise DataError(
             f"{where}: the maps are on the 64×64 grid, so their acquired matrix is unknown; pass "
-            "--scale (64 / acquired matrix, e.g. 4 for 16×16)"
+            "`scale` (64 / acquired matrix, e.g. 4 for 16×16)"
         )
     return check_scale(scale)
 
@@ -73,12 +73,12 @@ def check_scale(scale: float) -> float:
         value = math.nan
     if not math.isfinite(value) or value < 1:
         raise DataError(
-            f"--scale {scale}: must be a finite factor of at least 1, such as 2, 4 or 8"
+            f"`scale` {scale}: must be a finite factor of at least 1, such as 2, 4 or 8"
         )
     lr_size = 64 / value
     if abs(lr_size - round(lr_size)) > 1e-9:
         raise DataError(
-            f"--scale {scale}: 64 / scale must be a whole matrix size such as 8, 16, 32"
+            f"`scale` {scale}: 64 / scale must be a whole matrix size such as 8, 16, 32"
         )
     return value
 

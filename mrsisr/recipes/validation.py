@@ -84,6 +84,7 @@ def _validate_table(recipe: Recipe, path: str, table: Any, role: str) -> None:
         target = _registries(recipe)[role].get(kind)
     except UnknownNameError as exc:
         raise RecipeError(f"{where}: [{path}] key 'type': {exc}") from None
+    _check_protocol(where, path, role, kind, target)
     accepted, var_kw = accepted_keys(target)
     for key, value in table.items():
         if key == "type":
@@ -104,6 +105,27 @@ def _validate_table(recipe: Recipe, path: str, table: Any, role: str) -> None:
             _validate_table(recipe, f"{path}.{key}", value, slot_role(key))
         elif isinstance(value, float) and not math.isfinite(value):
             raise RecipeError(f"{where}: [{path}] key '{key}' must be a finite number")
+
+
+PROTOCOL_MEMBERS: dict[str, tuple[str, ...]] = {
+    "pipelines": ("sample", "nfe", "parts", "training_stages"),
+    "initializers": ("sample", "nfe"),
+    "samplers": ("nfe",),
+    "schedules": ("q_sample",),
+}
+"""What a registered class of each role must define (the protocols of `mrsisr.types`)."""
+
+
+def _check_protocol(where: str, path: str, role: str, kind: str, target: Any) -> None:
+    """Refuse a registered class that lacks a member its role's protocol needs (before building)."""
+    if not isinstance(target, type):
+        return  # a factory function: its product is checked when it is used
+    missing = [m for m in PROTOCOL_MEMBERS.get(role, ()) if not hasattr(target, m)]
+    if missing:
+        raise RecipeError(
+            f"{where}: [{path}] {role} '{kind}' ({target.__module__}.{target.__qualname__}) has "
+            f"no {', '.join(missing)}: it does not keep the {role} contract of mrsisr.types"
+        )
 
 
 def accepted_keys(target: Any) -> tuple[set[str], bool]:

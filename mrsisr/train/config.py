@@ -49,16 +49,16 @@ class TrainConfig:
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "checkpoint_every", "validate_every"):
             if getattr(self, name) < 1:
-                raise MrsisrError(f"--{name.replace('_', '-')} must be at least 1")
+                raise MrsisrError(f"`{name}` must be at least 1")
         if self.val_batches < 0:
-            raise MrsisrError("--val-batches must be non-negative")
+            raise MrsisrError("`val_batches` must be non-negative")
         if self.lr_schedule is not None and self.lr_schedule not in LR_SCHEDULES:
             raise MrsisrError(
-                f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}"
+                f"`lr_schedule` must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}"
             )
         if self.warmup_steps is not None and not 0 <= self.warmup_steps < self.steps:
             raise MrsisrError(
-                f"--warmup-steps must be in [0, --steps), got {self.warmup_steps} with {self.steps} steps"
+                f"`warmup_steps` must be in [0, `steps`), got {self.warmup_steps} with {self.steps} steps"
             )
 
 

@@ -108,7 +108,7 @@ class Trainer:
         self.progress = progress and self.info.main
         self.stages = training_stages(self.pipeline)
         names = [s.name for s in self.stages]
-        for flag, table in (("--reuse", self.reuse), ("--init", self.init)):
+        for flag, table in (("`reuse`", self.reuse), ("`init`", self.init)):
             for k in table:
                 if k not in names:
                     raise MrsisrError(
@@ -116,7 +116,7 @@ class Trainer:
                     )
         both = set(self.reuse) & set(self.init)
         if both:
-            raise MrsisrError(f"--reuse and --init both name stage(s) {', '.join(sorted(both))}")
+            raise MrsisrError(f"`reuse` and `init` both name stage(s) {', '.join(sorted(both))}")
 
     # ------------------------------------------------------------------ public
     def run(self, resume: bool = False) -> list[StageResult]:
@@ -176,11 +176,11 @@ class Trainer:
         cfg = self.config
         result = StageResult(stage.name)
         if stage.name in self.reuse:
-            self._load_stage(stage, self.reuse[stage.name], "--reuse")
+            self._load_stage(stage, self.reuse[stage.name], "`reuse`")
             result.reused_from = str(self.reuse[stage.name])
             return result
         if stage.name in self.init:  # fine-tuning: start from these weights, then train
-            self._load_stage(stage, self.init[stage.name], "--init")
+            self._load_stage(stage, self.init[stage.name], "`init`")
             result.initialized_from = str(self.init[stage.name])
         for module in stage.frozen.values():
             module.requires_grad_(False)
@@ -397,7 +397,7 @@ class Trainer:
         if not torch.isfinite(loss.detach()).all():
             raise MrsisrError(
                 f"stage '{stage.name}': {what} became {float(loss)} at step {step}; lower the learning "
-                "rate (--lr) or resume from an earlier checkpoint"
+                "rate (`lr`) or resume from an earlier checkpoint"
             )
 
     def _save(

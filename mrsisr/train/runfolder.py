@@ -67,8 +67,8 @@ class RunLock:
         except OSError:
             self._fh.close()
             raise MrsisrError(
-                f"--out {path.parent}: another training is running in this folder; wait for it "
-                "to end or choose another --out"
+                f"`out` {path.parent}: another training is running in this folder; wait for it "
+                "to end or choose another `out`"
             ) from None
 
     def release(self) -> None:
@@ -104,15 +104,15 @@ def claim_run_folder(out: Path, identity: dict[str, Any], resume: bool) -> RunLo
     from mrsisr.outputs import check_writable
 
     if out.exists() and not out.is_dir():
-        raise MrsisrError(f"--out {out}: is a file, not a folder; choose a folder path")
+        raise MrsisrError(f"`out` {out}: is a file, not a folder; choose a folder path")
     is_run = (out / RUN_FILE).is_file() or (out / "stages").is_dir()
     if not resume and is_run:
         raise MrsisrError(
-            f"{out}: already holds a run; pass --resume to continue it or choose another --out"
+            f"{out}: already holds a run; pass `resume` to continue it or choose another `out`"
         )
     if not is_run and out.is_dir() and any(p.name != LOCK_FILE for p in out.iterdir()):
         raise MrsisrError(
-            f"--out {out}: exists and is not a run folder (no {RUN_FILE}); choose a new or "
+            f"`out` {out}: exists and is not a run folder (no {RUN_FILE}); choose a new or "
             "empty folder"
         )
     check_writable(out)
@@ -123,18 +123,18 @@ def claim_run_folder(out: Path, identity: dict[str, Any], resume: bool) -> RunLo
         recorded = json.loads((out / RUN_FILE).read_text()) if (out / RUN_FILE).is_file() else None
     except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
         lock.release()
-        raise MrsisrError(f"{out / RUN_FILE}: unreadable ({exc}); choose another --out") from None
+        raise MrsisrError(f"{out / RUN_FILE}: unreadable ({exc}); choose another `out`") from None
     if recorded is not None:
         if not isinstance(recorded, dict):
             lock.release()
-            raise MrsisrError(f"{out / RUN_FILE}: not a run record; choose another --out")
+            raise MrsisrError(f"{out / RUN_FILE}: not a run record; choose another `out`")
         for key, value in mine.items():
             if key in recorded and recorded[key] != value:
                 lock.release()
                 where, was, now = first_difference(recorded[key], value, key)
                 raise MrsisrError(
-                    f"--resume {out}: the run was made with {where} = {short(was)}, not "
-                    f"{short(now)}; resume with the same settings or choose another --out"
+                    f"`resume` {out}: the run was made with {where} = {short(was)}, not "
+                    f"{short(now)}; resume with the same settings or choose another `out`"
                 )
     else:
         tmp = out / f".{RUN_FILE}.tmp"
@@ -172,7 +172,7 @@ def checked_step(ck: Any, optimizer: Any, planned: int) -> int:
         )
     if step > planned:
         raise MrsisrError(
-            f"{ck.path}: checkpoint is at step {step}, past --steps {planned}; pass --steps {step} "
+            f"{ck.path}: checkpoint is at step {step}, past `steps` {planned}; pass `steps` {step} "
             "or more"
         )
     return step

@@ -217,7 +217,7 @@ def study_pipeline(cfg: StudyConfig, name: str, overrides: Mapping[str, Any] | N
     from mrsisr.zoo import load
 
     if cfg.consistency not in ("none", "kspace"):
-        raise MrsisrError(f"--consistency must be none or kspace, got {cfg.consistency!r}")
+        raise MrsisrError(f"`consistency` must be none or kspace, got {cfg.consistency!r}")
     if cfg.consistency == "kspace":
         overrides = {**(overrides or {}), "consistency": {"type": "kspace"}}
     recipe = load_recipe(name, size=cfg.size, overrides=overrides)
