@@ -189,6 +189,20 @@ def test_bench_under_torchrun_shards_maps_and_matches_one_process(cohort5, tmp_p
         assert row["psnr_std"] == pytest.approx(ref.psnr_std, abs=1e-4)
 
 
+@pytest.mark.slow
+def test_bench_under_torchrun_with_more_ranks_than_maps(cohort5, tmp_path):
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    cmd += ["-m", "mrsisr", "bench", "--models", "munet_fs_cwgan", "--data", str(cohort5)]
+    cmd += ["--limit", "1", "--scales", "4", "--out", str(tmp_path / "two")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = json.loads((tmp_path / "two" / "results.json").read_text())["rows"]
+    assert [(r["model"], r["n_maps"]) for r in rows] == [("munet_fs_cwgan", 1), ("lr_input", 1)]
+
+
 def test_channels_last_bench_scores_the_same(cohort5):
     from mrsisr.recipes import load_recipe
 

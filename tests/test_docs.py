@@ -32,7 +32,19 @@ def test_skipped_blocks_are_rare():
     assert set(skipped) <= {"training.md"}
 
 
-@pytest.mark.parametrize("page", pages_with_code(), ids=lambda p: str(p.relative_to(DOCS)))
+# pages whose examples build the 25-subject cohort, run 1000-step chains or chains through the
+# shipped small weights: they run in the slow set (`pytest -m slow`, also run by .ci/run)
+SLOW_PAGES = {"bench.md", "data.md", "diffusion.md"}
+
+
+def page_params():
+    return [
+        pytest.param(p, marks=pytest.mark.slow) if p.name in SLOW_PAGES else p
+        for p in pages_with_code()
+    ]
+
+
+@pytest.mark.parametrize("page", page_params(), ids=lambda p: str(p.relative_to(DOCS)))
 def test_docs_code_blocks_run(page, tmp_path, monkeypatch):
     blocks = runnable_blocks(page)
     monkeypatch.chdir(tmp_path)  # examples that write files write them here

@@ -222,6 +222,7 @@ def _tiny_unet() -> UNet:
     return net
 
 
+@pytest.mark.slow
 def test_full_1000_step_cosine_chain_is_finite():
     """The whole chain, t = 1000 (gamma = 2.4e-9, beta = 0.999) down to 1, stays finite."""
     gen = torch.Generator().manual_seed(0)

@@ -12,19 +12,33 @@ from mrsisr.weights import weights_dir
 SHIPPED = sorted(weights_dir().glob("*.safetensors")) if weights_dir().is_dir() else []
 
 
+def _card(path):
+    return json.loads(path.with_suffix(".json").read_text())
+
+
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
 def test_shipped_weights_load_and_have_a_card(path):
     import mrsisr
 
-    card = json.loads(path.with_suffix(".json").read_text())
+    card = _card(path)
     for key in ("recipe", "size", "data", "stages", "wall_time_s", "device", "config"):
         assert key in card, key
     assert path.stem == f"{card['recipe']}-{card['size']}"
     assert all(s["steps"] > 0 or s["reused_from"] for s in card["stages"])
     pipe = mrsisr.load(card["recipe"], size=card["size"])
-    ones = torch.ones(2, 1, 64, 64)
+    assert pipe.recipe.name == card["recipe"] and pipe.nfe >= 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
+def test_shipped_weights_sample_in_range(path):
+    """A whole chain (101 NFE at small size) through the shipped weights stays in [0, 1]."""
+    import mrsisr
     from mrsisr.types import Condition
 
+    card = _card(path)
+    pipe = mrsisr.load(card["recipe"], size=card["size"])
+    ones = torch.ones(2, 1, 64, 64)
     cond = Condition(
         mask=ones,
         lr=0.5 * ones,

@@ -116,6 +116,7 @@ def test_study_errors(cli, tmp_path):
     assert not (tmp_path / "y").exists()
 
 
+@pytest.mark.slow  # its diffusion_only variant is a 1000-step chain
 def test_ablation_study(cli, cohort5, tmp_path):
     rows = _run(cli, cohort5, tmp_path, "ablation")
     assert list(rows) == [

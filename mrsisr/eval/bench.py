@@ -259,8 +259,10 @@ class _Bench:
         if not chosen:
             raise DataError("no test maps with a non-empty mask in this fold")
         self.maps = self.maps or [_identity(dataset, i) for i in chosen]
-        mine = [dataset[i] for i in chosen[self.rank :: self.world]]
-        full = collate(mine).to(self.device)
+        mine = chosen[self.rank :: self.world]
+        full = collate([dataset[i] for i in mine or chosen[:1]]).to(self.device)
+        if not mine:  # more ranks than maps: this rank scores nothing but joins every gather
+            full = full[:0]
         lr_pred = full.cond.lr.clamp(0, 1)
         lr_scores = merge_shards(
             gather(score_maps(lr_pred, full, self.cfg.lpips)), len(chosen), self.world
@@ -410,7 +412,8 @@ def _identity(dataset: Any, i: int) -> tuple[str, str, int]:
 
 def _figure_index(batch: Any) -> int:
     """The map with the largest mask: the most informative one for the figure."""
-    return int(batch.cond.mask.flatten(1).sum(1).argmax())
+    areas = batch.cond.mask.flatten(1).sum(1)
+    return int(areas.argmax()) if len(areas) else 0
 
 
 def _grid_base(batch: Any, i: int, scale: int) -> dict[str, Any]:
