@@ -15,7 +15,9 @@ MODULES = sorted(
 
 
 def test_the_examples_are_found():
-    assert {"mrsisr.data.degrade", "mrsisr.eval.scores", "mrsisr.kspace", "mrsisr.sr"} <= set(MODULES)
+    assert {"mrsisr.data.degrade", "mrsisr.eval.scores", "mrsisr.kspace", "mrsisr.sr"} <= set(
+        MODULES
+    )
 
 
 @pytest.mark.parametrize("name", MODULES)

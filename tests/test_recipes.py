@@ -294,5 +294,7 @@ def test_a_component_that_breaks_its_role_contract_is_refused_at_validation(regi
         '[schedule]\ntype = "toy"\n[initializer]\ntype = "no_sample"\n'
         '[denoiser]\ntype = "toy_net"\n[sampler]\ntype = "toy_sampler"\n'
     )
-    with pytest.raises(RecipeError, match=r"\[initializer\] initializers 'no_sample' .* has no sample"):
+    with pytest.raises(
+        RecipeError, match=r"\[initializer\] initializers 'no_sample' .* has no sample"
+    ):
         load_recipe(path, registries=registries)
