@@ -33,6 +33,7 @@ PARAMETER_FLAGS: dict[str, str] = {
     "batch_size": "--batch",
     "slice_index": "--preview-slice",
     "out_dir": "--out",
+    "compile": "--compile",
 }
 """Library parameter names whose command-line flag is not simply `--name-with-dashes`."""
 

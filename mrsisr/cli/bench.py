@@ -10,7 +10,9 @@ from rich.console import Console
 from rich.table import Table
 
 from mrsisr.cli.zoo import (
+    CompileOption,
     ConsistencyOption,
+    PrecisionOption,
     SetOption,
     SizeOption,
     parse_overrides,
@@ -143,6 +145,8 @@ def bench_cmd(
         ),
     ] = False,
     consistency: ConsistencyOption = "none",
+    precision: PrecisionOption = "fp32",
+    compile_: CompileOption = None,
 ) -> None:
     """Benchmark models side by side on the same maps: NFE, time, parameters, NRMSE/PSNR/SSIM.
 
@@ -152,11 +156,13 @@ def bench_cmd(
     """
     from mrsisr.eval.bench import BENCH_MARKER, run_bench
     from mrsisr.outputs import prepare_out
+    from mrsisr.runtime import check_runtime
 
     names = with_consistency(parse_list(models, "--models"), consistency)
     scale_list = parse_list(scales, "--scales", int)
     weight_map = parse_pairs(weights, "--weights")
     device = resolve_device(device)
+    check_runtime(precision, compile_)
     prepare_out(out, marker=BENCH_MARKER, command="mrsisr bench")  # before any work
     dist = _init_distributed(device)
     result = run_bench(
@@ -175,6 +181,8 @@ def bench_cmd(
         overrides=parse_overrides(set_),
         uq_samples=uq_samples,
         channels_last=channels_last,
+        precision=precision,
+        compile=compile_,
     )
     if dist:
         import torch.distributed

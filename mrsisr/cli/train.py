@@ -8,7 +8,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from mrsisr.cli.zoo import SetOption, SizeOption, parse_overrides
+from mrsisr.cli.zoo import (
+    CompileOption,
+    PrecisionOption,
+    SetOption,
+    SizeOption,
+    parse_overrides,
+)
 from mrsisr.devices import resolve_device
 from mrsisr.errors import MrsisrError
 
@@ -78,6 +84,8 @@ def train_cmd(
             "repeatable)."
         ),
     ] = None,
+    precision: PrecisionOption = "fp32",
+    compile_: CompileOption = None,
     set_: SetOption = None,
 ) -> None:
     """Train every part of a recipe, in order, with EMA, checkpoints and validation.
@@ -100,6 +108,8 @@ def train_cmd(
         validate_every=validate_every,
         val_batches=val_batches,
         device=device,
+        precision=precision,
+        compile=compile_,
     )
     results = train_recipe(
         name,

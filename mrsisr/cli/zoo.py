@@ -18,6 +18,21 @@ console = Console()
 SizeOption = Annotated[
     str, typer.Option("--size", "-s", help="Size variant: paper, small or tiny.")
 ]
+PrecisionOption = Annotated[
+    str,
+    typer.Option(
+        help="fp32, bf16 or fp16: network evaluations under autocast at that precision "
+        "(fp16 training uses a gradient scaler). bf16 pays off on GPUs and recent CPUs.",
+    ),
+]
+CompileOption = Annotated[
+    str | None,
+    typer.Option(
+        "--compile",
+        help="torch.compile the networks with this backend: inductor (generated kernels; the "
+        "first calls compile, minutes on CPU), or aot_eager / eager (tracing only).",
+    ),
+]
 SetOption = Annotated[
     list[str] | None,
     typer.Option(

@@ -34,6 +34,7 @@ from mrsisr.eval.figures import save_grid
 from mrsisr.eval.models import load_models, split_variant
 from mrsisr.eval.report import LR_INPUT, BenchRow, summarize, write_csv_rows, write_json
 from mrsisr.eval.scores import Model, evaluate, gather, merge_shards, score_maps, select_maps
+from mrsisr.runtime import check_runtime
 
 __all__ = [
     "BENCH_SCALES",
@@ -96,6 +97,9 @@ class BenchConfig:
         channels_last: Store the networks' 4-D weights in channels-last memory format (the
             same results; 7-37% less time per network evaluation in `benchmarks/perf.py`'s
             measurements on a 2-core CPU, see the docs).
+        precision: `fp32`, `bf16` or `fp16`: sample under autocast at that precision (see
+            [`mrsisr.runtime`][mrsisr.runtime]).
+        compile: A `torch.compile` backend for the networks, or `None`.
     """
 
     scales: Sequence[int] = BENCH_SCALES
@@ -115,6 +119,8 @@ class BenchConfig:
     lpips: Sequence[str] = ()
     progress: bool = True
     channels_last: bool = False
+    precision: str = "fp32"
+    compile: str | None = None
 
     def check(self) -> None:
         """Refuse unusable options before any work.
@@ -131,6 +137,7 @@ class BenchConfig:
             raise MrsisrError("`device` cuda: no CUDA device is available here; use `device` cpu")
         if self.batch is not None and self.batch < 1:
             raise MrsisrError(f"`batch` must be at least 1, got {self.batch}")
+        check_runtime(self.precision, self.compile)
 
     def to_dict(self) -> dict[str, Any]:
         """The options as JSON-able data, for `results.json`.

@@ -14,6 +14,7 @@ import torch
 from mrsisr.errors import CheckpointError, MrsisrError
 from mrsisr.eval.report import LR_INPUT
 from mrsisr.eval.scores import Model
+from mrsisr.runtime import accelerate
 
 __all__ = ["VARIANTS", "load_models", "split_variant"]
 
@@ -119,4 +120,8 @@ def load_models(models: Sequence[str | tuple[str, Any]], cfg: Any) -> list[Model
             out.append(Model(m[0], m[1].to(device).eval(), "given"))
         if cfg.channels_last and isinstance(out[-1].pipe, torch.nn.Module):
             out[-1].pipe.to(memory_format=torch.channels_last)
+        precision, backend = getattr(cfg, "precision", "fp32"), getattr(cfg, "compile", None)
+        if precision != "fp32" or backend:
+            pipe = accelerate(out[-1].pipe, device, precision, backend)
+            out[-1] = Model(out[-1].name, pipe, out[-1].weights)
     return out

@@ -95,9 +95,10 @@ def uses_mri(pipeline: Any) -> bool:
     Returns:
         `False` only when every part that declares it says no.
     """
+    parts = [p for p, _ in pipeline.parts().values() if isinstance(p, torch.nn.Module)]
     flags = [
         value
-        for m in (pipeline.modules() if isinstance(pipeline, torch.nn.Module) else ())
+        for m in (m for part in parts for m in part.modules())
         for value in (getattr(m, "use_mri", None), getattr(m, "mri", None))
         if isinstance(value, bool)
     ]

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from mrsisr.errors import MrsisrError
 from mrsisr.lr_schedules import LR_SCHEDULES
+from mrsisr.runtime import check_runtime
 
 __all__ = ["StageResult", "TrainConfig"]
 
@@ -32,6 +33,11 @@ class TrainConfig:
             value, else constant.
         warmup_steps: Linear warm-up steps before the schedule. `None`: the recipe's `[train]`
             value, else 0.
+        precision: `fp32`, `bf16` or `fp16`: the forward passes under autocast at that
+            precision (fp16 with a gradient scaler, saved in checkpoints); weights, optimiser
+            and EMA stay float32. See [`mrsisr.runtime`][mrsisr.runtime].
+        compile: A `torch.compile` backend for the loss computation (`inductor`, or `aot_eager`
+            / `eager` to check tracing), or `None`.
     """
 
     steps: int = 1000
@@ -45,8 +51,11 @@ class TrainConfig:
     device: str = "cpu"
     lr_schedule: str | None = None
     warmup_steps: int | None = None
+    precision: str = "fp32"
+    compile: str | None = None
 
     def __post_init__(self) -> None:
+        check_runtime(self.precision, self.compile)
         for name in ("steps", "batch_size", "checkpoint_every", "validate_every"):
             if getattr(self, name) < 1:
                 raise MrsisrError(f"`{name}` must be at least 1")

@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -43,12 +44,14 @@ from mrsisr.devices import describe_device
 from mrsisr.errors import CheckpointError, MrsisrError
 from mrsisr.lr_schedules import lr_factor
 from mrsisr.pipelines import pipeline_parts
+from mrsisr.runtime import autocast, enable_tf32, grad_scaler, optimizer_options
 from mrsisr.stages import Stage, training_stages
 from mrsisr.train.config import StageResult, TrainConfig
 from mrsisr.train.parallel import (
     BatchPlan,
     LossModule,
     ema_swapped,
+    optimizer_step,
     setup_distributed,
     step_seed,
     trainable_params,
@@ -133,6 +136,7 @@ class Trainer:
                 becomes non-finite.
         """
         lock = self._claim_run_folder(resume) if self.info.main else nullcontext()
+        enable_tf32(self.info.device)
         with lock:
             results = [self._run_stage(i, stage, resume) for i, stage in enumerate(self.stages)]
             if self.info.main:
@@ -162,6 +166,7 @@ class Trainer:
             "world_size": self.info.world,
             "reuse": {k: str(v) for k, v in sorted(self.reuse.items())},
             "init": {k: str(v) for k, v in sorted(self.init.items())},
+            "precision": cfg.precision,  # absent from older run folders: not checked there
         }
 
     def _claim_run_folder(self, resume: bool) -> RunLock:
@@ -185,11 +190,13 @@ class Trainer:
         for module in stage.frozen.values():
             module.requires_grad_(False)
         lr = cfg.lr if cfg.lr is not None else stage.lr
+        fast = optimizer_options(self.info.device)
         opt = torch.optim.Adam(
             trainable_params(stage.modules),
             lr=lr,
             betas=stage.betas,
             weight_decay=stage.weight_decay,
+            **fast,
         )
         optimizers = {"main": opt}
         if stage.adversarial:
@@ -198,8 +205,12 @@ class Trainer:
                 trainable_params(stage.critic_modules),
                 lr=clr,
                 betas=stage.critic_betas or stage.betas,
+                **fast,
             )
         base_lrs = {k: o.param_groups[0]["lr"] for k, o in optimizers.items()}
+        self._scalers = {
+            k: sc for k in optimizers if (sc := grad_scaler(self.info.device, cfg.precision))
+        }
         emas = self._make_emas(stage) if stage.ema else {}
         plan = BatchPlan(
             self.train_data,
@@ -224,6 +235,9 @@ class Trainer:
                 restore_rng=False,
             )
             start = checked_step(ck, optimizers["main"], cfg.steps)
+            for k, state in ck.state.get("grad_scalers", {}).items():
+                if k in self._scalers:
+                    self._scalers[k].load_state_dict(state)
             best = ck.state.get("best_val_loss") or math.inf
             history = list(ck.state.get("recent_losses", []))
             wall = float(ck.state.get("wall_time_s", 0.0))
@@ -236,6 +250,10 @@ class Trainer:
             if stage.adversarial
             else None
         )
+        for module in (loss_module, critic_module):
+            if module is not None and cfg.compile:
+                module.compile(backend=cfg.compile)
+        amp = partial(autocast, self.info.device, cfg.precision)
         t0 = time.perf_counter()
         bar = self._progress()
         live = bar is not None and bar.console.is_terminal
@@ -261,21 +279,22 @@ class Trainer:
                 )
                 if critic_module is not None:
                     for _ in range(stage.critic_steps):
-                        closs = critic_module(batch, gen)
+                        with amp():
+                            closs = critic_module(batch, gen)
                         self._check(closs, stage, step, "critic loss")
                         optimizers["critic"].zero_grad(set_to_none=True)
-                        closs.backward()
-                        optimizers["critic"].step()
-                loss = loss_module(batch, gen)
+                        optimizer_step(closs, optimizers["critic"], self._scalers.get("critic"))
+                with amp():
+                    loss = loss_module(batch, gen)
                 self._check(loss, stage, step, "loss")
                 opt.zero_grad(set_to_none=True)
                 if critic_module is not None:
                     for p in trainable_params(stage.critic_modules):
                         p.grad = None
-                loss.backward()
-                if stage.grad_clip:
-                    nn.utils.clip_grad_norm_(trainable_params(stage.modules), stage.grad_clip)
-                opt.step()
+                clip = (
+                    (trainable_params(stage.modules), stage.grad_clip) if stage.grad_clip else None
+                )
+                optimizer_step(loss, opt, self._scalers.get("main"), clip)
                 for k, ema in emas.items():
                     ema.update(stage.modules[k], step=step + 1)
                 history = (history + [float(loss.detach())])[-50:]
@@ -418,6 +437,7 @@ class Trainer:
                 "best_val_loss": best if math.isfinite(best) else None,
                 "recent_losses": history,
                 "wall_time_s": wall,
+                "grad_scalers": {k: sc.state_dict() for k, sc in self._scalers.items()},
                 "lr_schedule": {
                     "type": self.config.lr_schedule or "constant",
                     "warmup_steps": self.config.warmup_steps or 0,

@@ -29,6 +29,7 @@ __all__ = [
     "DistInfo",
     "LossModule",
     "ema_swapped",
+    "optimizer_step",
     "setup_distributed",
     "step_seed",
     "trainable_params",
@@ -241,3 +242,31 @@ def ema_swapped(modules: Mapping[str, nn.Module], emas: Mapping[str, Any]) -> It
     finally:
         for k, sd in saved.items():
             modules[k].load_state_dict(sd)
+
+
+def optimizer_step(
+    loss: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None = None,
+    clip: tuple[list[nn.Parameter], float] | None = None,
+) -> None:
+    """Backward pass and one optimiser step, through a gradient scaler when training in fp16.
+
+    Args:
+        loss: The loss (gradients of the optimiser's parameters must be zero or `None`).
+        optimizer: The optimiser.
+        scaler: A `torch.amp.GradScaler` (fp16), or `None`.
+        clip: `(parameters, max_norm)` to clip the gradient norm of (after unscaling), or `None`.
+    """
+    if scaler is None:
+        loss.backward()
+        if clip is not None:
+            nn.utils.clip_grad_norm_(*clip)
+        optimizer.step()
+        return
+    scaler.scale(loss).backward()
+    if clip is not None:
+        scaler.unscale_(optimizer)
+        nn.utils.clip_grad_norm_(*clip)
+    scaler.step(optimizer)
+    scaler.update()
