@@ -164,6 +164,7 @@ def sampling_overrides(
     steps: int | None = None,
     tau_d: float | None = None,
     tau_f: float | None = None,
+    overrides: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Recipe overrides for the sampling knobs: number of steps, τd and τf.
 
@@ -179,6 +180,8 @@ def sampling_overrides(
         steps: Sampler steps K.
         tau_d: Step-noise temperature of the sampler.
         tau_f: Prior temperature of the initializer.
+        overrides: Overrides already asked for (e.g. `--set sampler.type=dpm_solver_pp`): the
+            knobs go to the components as overridden.
 
     Returns:
         A nested override mapping for [`load_recipe`][mrsisr.recipes.load_recipe] or
@@ -192,7 +195,7 @@ def sampling_overrides(
         >>> sampling_overrides("ftddm", steps=50, tau_d=0.5)
         {'sampler': {'type': 'respace', 'steps': 50, 'tau_d': 0.5}}
     """
-    recipe = load_recipe(name, size=size)
+    recipe = load_recipe(name, size=size, overrides=overrides)
     sampler = dict(recipe.tables.get("sampler", {}))
     out: dict[str, Any] = {}
     if steps is not None:

@@ -386,3 +386,18 @@ def test_sr_batch_counts_images_per_evaluation(cohort5):
     res = super_resolve(pipe, sub, scale=4, samples=2, batch=4, metabolites=["NAA"])
     assert seen and max(seen) <= 4 and all(n % 2 == 0 for n in seen)
     assert sum(seen) == 2 * res.info["maps"]
+
+
+def test_sr_takes_set_and_precision(cli, cohort5, tiny_ftddm, tmp_path):
+    subject = sorted(p for p in cohort5.iterdir() if p.is_dir())[0]
+    out = tmp_path / "sr"
+    res = cli("sr", "ftddm", "--size", "tiny", "--weights", str(tiny_ftddm), "--input",
+              str(subject), "--scale", "4", "--samples", "2", "--metabolites", "NAA",
+              "--set", "sampler.type=dpm_solver_pp", "--steps", "3", "--precision", "fp32",
+              "--out", str(out))  # fmt: skip
+    assert res.exit_code == 0, res.output
+    info = json.loads((out / "sr.json").read_text())
+    assert info["nfe"] == 1 + 3  # the flow's draw, then 3 DPM-Solver++ steps
+    assert "--set sampler.type=dpm_solver_pp" in info["command"]
+    assert "--precision fp32" in info["command"] and info["dtype"] == "float32"
+    assert np.isfinite(np.asarray(nib.load(out / "NAA.nii.gz").dataobj)).all()

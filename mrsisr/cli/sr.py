@@ -8,7 +8,14 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from mrsisr.cli.zoo import CompileOption, ConsistencyOption, PrecisionOption, with_consistency
+from mrsisr.cli.zoo import (
+    CompileOption,
+    ConsistencyOption,
+    PrecisionOption,
+    SetOption,
+    parse_overrides,
+    with_consistency,
+)
 from mrsisr.devices import resolve_device
 from mrsisr.errors import MrsisrError
 
@@ -86,6 +93,7 @@ def sr_cmd(
         ),
     ] = 64,
     consistency: ConsistencyOption = "none",
+    set_: SetOption = None,
     precision: PrecisionOption = "fp32",
     compile_: CompileOption = None,
     channels_last: Annotated[
@@ -174,7 +182,11 @@ def sr_cmd(
             raise MrsisrError(f"--preview {preview}: give a .png file name")
         if not Path(preview).absolute().parent.is_dir():
             raise MrsisrError(f"--preview {preview}: its folder does not exist")
-    overrides = sampling_overrides(name, size, steps=steps, tau_d=tau_d, tau_f=tau_f)
+    overrides = parse_overrides(set_)  # dotted keys; the sampling knobs apply on top of them
+    knobs = sampling_overrides(
+        name, size, steps=steps, tau_d=tau_d, tau_f=tau_f, overrides=overrides
+    )
+    overrides |= {f"{part}.{k}": v for part, values in knobs.items() for k, v in values.items()}
     if consistency == "kspace":
         overrides["consistency"] = {"type": "kspace"}
     pipeline = load(name, size=size, weights=weights, overrides=overrides, device=device)
@@ -308,7 +320,10 @@ def _command_line(params: dict) -> str:
         if key == "name" or value is None or value is False:
             continue
         flag = "--" + key.rstrip("_").replace("_", "-")
-        words += [flag] if value is True else [flag, str(value)]
+        if isinstance(value, list):  # a repeatable option (--set)
+            words += [w for item in value for w in (flag, str(item))]
+        else:
+            words += [flag] if value is True else [flag, str(value)]
     return shlex.join(words)
 
 
