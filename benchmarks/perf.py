@@ -12,9 +12,15 @@ at batch 1 and 64 (`--batches`), optionally with `torch.compile`, channels_last 
 bf16 autocast, so that each option is judged by measurement. Every timing is the median of
 `--repeats` runs after a warm-up run.
 
+With `--subject "ARGS"` it also times one whole phantom subject through the `mrsisr sr`
+command (a subprocess, as a user runs it: loading, every slice and metabolite, writing), e.g.
+`--subject "ftddm --samples 4 --set sampler.type=dpm_solver_pp --steps 10"`; the subject is the
+first fold-0 test subject of the default phantom cohort.
+
 Usage:
     python benchmarks/perf.py --recipe ddpm --size small --batches 1,64 --nfe 10 \
-        [--device cuda] [--compile] [--channels-last] [--bf16] [--json out.json]
+        [--device cuda] [--compile] [--channels-last] [--bf16] [--json out.json] \
+        [--subject "ftddm --samples 4 --set sampler.type=dpm_solver_pp --steps 10"]
 """
 
 from __future__ import annotations
@@ -59,11 +65,41 @@ def timed(fn, device: torch.device, repeats: int) -> float:
     return statistics.median(out)
 
 
+def time_subject(sr_args: str, device: str) -> dict:
+    """Wall time of `mrsisr sr SR_ARGS` on the first fold-0 test subject of the phantom cohort."""
+    import shlex
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from mrsisr.data import fold_split, phantom_cohort
+
+    cohort = phantom_cohort()
+    ids = sorted(p.name for p in Path(cohort).iterdir() if p.is_dir())
+    subject = Path(cohort) / fold_split(ids, fold=0)[2][0]
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "mrsisr", "sr", *shlex.split(sr_args), "--input", str(subject)]
+        cmd += ["--scale", "4", "--device", device, "--out", f"{tmp}/sr"]
+        t0 = time.perf_counter()
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        seconds = time.perf_counter() - t0
+        info = json.loads(Path(f"{tmp}/sr/sr.json").read_text())
+    row = {"command": shlex.join(["mrsisr", "sr", *cmd[4:]]), "subject": subject.name,
+           "maps": info["maps"], "samples": info["samples"], "nfe": info["nfe"],
+           "seconds": round(seconds, 1)}  # fmt: skip
+    print(f"  whole subject: {row['maps']} maps x {row['samples']} samples, NFE {row['nfe']}: "
+          f"{seconds:.0f} s  ({row['command']})")  # fmt: skip
+    return row
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--recipe", default="ddpm")
     ap.add_argument("--size", default="small")
-    ap.add_argument("--batches", default="1,64")
+    ap.add_argument(
+        "--batches", default="1,64", help="comma-separated; '' skips the network timings"
+    )
     ap.add_argument("--nfe", type=int, default=10, help="network evaluations per sampler run")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", default="cpu")
@@ -71,7 +107,9 @@ def main() -> None:
     ap.add_argument("--channels-last", action="store_true")
     ap.add_argument("--bf16", action="store_true", help="bf16 autocast")
     ap.add_argument("--json", default=None, help="write the rows here")
+    ap.add_argument("--subject", default=None, help="time `mrsisr sr ARGS` on one phantom subject")
     args = ap.parse_args()
+    subject_row = time_subject(args.subject, args.device) if args.subject else None
 
     device = torch.device(args.device)
     pipe = load_recipe(args.recipe, size=args.size).build().to(device).eval()
@@ -104,7 +142,7 @@ def main() -> None:
     )
     rows = []
     print(f"{args.recipe} ({args.size}) denoiser on {machine}, options: {', '.join(options)}")
-    for batch in (int(b) for b in args.batches.split(",")):
+    for batch in (int(b) for b in args.batches.split(",") if b):
         cond = make_cond(batch, device)
         x = torch.randn(batch, 1, 64, 64, device=device)
         if args.channels_last:
@@ -158,6 +196,7 @@ def main() -> None:
                     "options": options,
                     "torch": torch.__version__,
                     "rows": rows,
+                    "subject": subject_row,
                 },
                 fh,
                 indent=2,

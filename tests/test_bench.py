@@ -160,6 +160,7 @@ def test_bench_missing_weights_is_one_line_and_writes_nothing(cli, cohort5, tmp_
     assert res.exit_code == 2 and "--scales" in res.output
 
 
+@pytest.mark.slow  # two processes; DDP training is covered in the default run
 def test_bench_under_torchrun_shards_maps_and_matches_one_process(cohort5, tmp_path):
     import subprocess
     import sys

@@ -48,6 +48,7 @@ def test_solver_study(cli, cohort5, tmp_path):
     assert rows["ftddm-ancestral-100"]["p_ssim"] is None  # the reference
 
 
+@pytest.mark.slow  # ConditionedScale itself is tested below in the default run
 def test_scale_study(cli, cohort5, tmp_path):
     rows = _run(cli, cohort5, tmp_path, "scale")
     told = sorted(r["conditioned_scale"] for r in rows.values() if r["conditioned_scale"])
@@ -55,6 +56,7 @@ def test_scale_study(cli, cohort5, tmp_path):
     assert [k for k, r in rows.items() if r.get("matches_actual")] == ["ftddm-s8.00"]
 
 
+@pytest.mark.slow  # LPIPS itself is tested in test_perceptual
 def test_sharpness_study_scores_lpips(cli, cohort5, tmp_path):
     pytest.importorskip("lpips")
     from mrsisr.perceptual import lpips_weights_dir

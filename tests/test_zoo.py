@@ -108,7 +108,7 @@ def test_every_training_stage_lowers_its_loss_on_a_fixed_batch(name):
             closs = stage.critic_loss(batch, torch.Generator().manual_seed(2))
             assert torch.isfinite(closs)
             closs.backward()
-        for _ in range(25):
+        for _ in range(12):
             opt.zero_grad(set_to_none=True)
             loss = fixed()
             loss.backward()
