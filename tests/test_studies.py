@@ -192,3 +192,33 @@ def test_ablation_refuses_a_flow_trained_without_the_variant_overrides(tmp_path)
         CheckpointError, match=r"guide_weight = 10.0.*--set initializer.guide_weight=0"
     ):
         ablation_pipeline(cfg, "no_guide")
+
+
+def test_interrupted_study_resumes_from_the_rows_it_scored(cli, cohort5, tmp_path, monkeypatch):
+    import mrsisr.eval.bench as bench
+    from mrsisr.eval.studies import partial_path
+
+    real, calls = bench.evaluate, []
+
+    def dies_on_third(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # the user's Ctrl-C in the middle of the study
+        return real(*args, **kwargs)
+
+    out = tmp_path / "study"
+    monkeypatch.setattr(bench, "evaluate", dies_on_third)
+    cli("study", "truncation", *COMMON, "--data", str(cohort5), "--steps", "2", "--out", str(out))
+    assert len(calls) == 3 and not (out / "truncation.json").exists()
+    partial = json.loads(partial_path(out, "truncation").read_text())
+    assert len(partial["entries"]) == 2  # the two rows scored before the interruption
+
+    calls.clear()
+    rows = _run(cli, cohort5, out, "truncation", "--steps", "2")
+    assert len(calls) == 4 - 2  # only the rows still missing are sampled
+    assert not partial_path(out, "truncation").exists()  # results written: the partial goes
+    monkeypatch.setattr(bench, "evaluate", real)
+    fresh = _run(cli, cohort5, tmp_path / "fresh", "truncation", "--steps", "2")
+    for k, r in fresh.items():
+        assert rows[k]["ssim_mean"] == pytest.approx(r["ssim_mean"], abs=1e-6), k
+        assert rows[k]["nfe"] == r["nfe"]

@@ -317,6 +317,7 @@ def study_cmd(
         consistency=consistency,
         slow_limit=slow_limit,
         models=parse_list(models, "--models") if models else None,
+        resume_dir=out,  # rows scored by an interrupted run with the same settings are kept
     )
     result = study(cfg)
     console.print(study_table(result))

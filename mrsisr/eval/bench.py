@@ -100,6 +100,8 @@ class BenchConfig:
         precision: `fp32`, `bf16` or `fp16`: sample under autocast at that precision (see
             [`mrsisr.runtime`][mrsisr.runtime]).
         compile: A `torch.compile` backend for the networks, or `None`.
+        cache: A [`ScoreCache`][mrsisr.eval.cache.ScoreCache]: rows it holds are read back
+            instead of sampled (no figure panel), new rows are added to it as they are scored.
     """
 
     scales: Sequence[int] = BENCH_SCALES
@@ -121,6 +123,7 @@ class BenchConfig:
     channels_last: bool = False
     precision: str = "fp32"
     compile: str | None = None
+    cache: Any = None
 
     def check(self) -> None:
         """Refuse unusable options before any work.
@@ -154,6 +157,7 @@ class BenchConfig:
             lpips=list(self.lpips),
         )
         out.pop("overrides")
+        out.pop("cache")
         return out
 
 
@@ -304,21 +308,29 @@ class _Bench:
         )
         gen = torch.Generator(device=self.device).manual_seed(self.cfg.seed * 1009 + 64 // scale)
         tick = (lambda n: bar.advance(task, n)) if bar is not None else None
-        got = evaluate(
-            model.pipe,
-            full[:mine_n],
-            batch=step,
-            generator=gen,
-            lpips=self.cfg.lpips,
-            progress=tick,
-        )
+        cache = self.cfg.cache
+        kept = cache.get(model.name, scale, n_sel) if cache is not None else None
+        if kept is not None:  # scored by an earlier, interrupted run with the same settings
+            merged, seconds = kept
+        else:
+            got = evaluate(
+                model.pipe,
+                full[:mine_n],
+                batch=step,
+                generator=gen,
+                lpips=self.cfg.lpips,
+                progress=tick,
+            )
+            shards = gather((got.values, got.seconds))
+            merged = merge_shards([s[0] for s in shards], n_sel, self.world)
+            seconds = max(s[1] for s in shards)
+            if cache is not None and self.rank == 0:
+                cache.put(model.name, scale, n_sel, merged, seconds)
+            if self.rank == 0 and got.pred is not None and fig_idx < mine_n:
+                self.add_figure(model, full, fig_idx, scale, got.pred, gen)
         if bar is not None:
             bar.update(task, completed=bar.tasks[task].total)
-        shards = gather((got.values, got.seconds))
-        merged = merge_shards([s[0] for s in shards], n_sel, self.world)
         self.scores[(model.name, scale)] = merged
-        if self.rank == 0 and got.pred is not None and fig_idx < mine_n:
-            self.add_figure(model, full, fig_idx, scale, got.pred, gen)
         self.emit(
             summarize(
                 model.name,
@@ -327,7 +339,7 @@ class _Bench:
                 ref=self.scores.get((self.first, scale)),
                 lr=lr_scores,
                 nfe=model.nfe,
-                sec_per_slice=max(s[1] for s in shards) / max(n_sel, 1),
+                sec_per_slice=seconds / max(n_sel, 1),
                 params=model.params,
                 weights=model.weights,
             )

@@ -10,6 +10,7 @@ every bench field.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -26,7 +27,9 @@ __all__ = [
     "StudyConfig",
     "StudyResult",
     "check_weights",
+    "partial_path",
     "run_variants",
+    "study_cache",
     "study_config",
     "study_pipeline",
 ]
@@ -48,13 +51,18 @@ class StudyConfig:
         seed: Seed of the map choice and the sampling noise.
         device: `cpu` or `cuda`.
         weights: Recipe name → weights file or run folder, instead of the shipped weights.
-        untrained: Use random weights for recipes without weights (for tests and timings).
+        untrained: Use random weights (drawn from `seed`) for recipes without weights (for tests
+            and timings).
         steps: Step counts of the truncation study (the solver study uses its own).
         progress: Show progress bars.
         consistency: `"kspace"` adds k-space data consistency to every pipeline of the study
             (see [`mrsisr.consistency`][mrsisr.consistency]); `"none"` runs them as published.
         slow_limit: Maps per scale for 1000-NFE models where a study runs them on fewer maps.
         models: Recipes to compare, for studies that take a list (`None`: the study's own).
+        resume_dir: Folder that keeps each row's per-map scores as they are measured
+            (`.NAME.partial.json`, a [`ScoreCache`][mrsisr.eval.cache.ScoreCache]); a run with
+            the same settings reads them back instead of sampling again. `mrsisr study` sets
+            it to `--out`. `None`: nothing is kept.
     """
 
     size: str = "small"
@@ -71,6 +79,7 @@ class StudyConfig:
     consistency: str = "none"
     slow_limit: int = 20
     models: Sequence[str] | None = None
+    resume_dir: str | None = None
 
 
 STUDY_MARKER = ".mrsisr-study"
@@ -124,6 +133,7 @@ class StudyResult:
         }
         written.append(write_json(path, data))
         written.append(write_csv_rows(out / f"{self.name}.csv", self.rows))
+        partial_path(out, self.name).unlink(missing_ok=True)  # the rows are in the results now
         if self.plot is not None:
             import matplotlib
 
@@ -223,7 +233,9 @@ def study_pipeline(cfg: StudyConfig, name: str, overrides: Mapping[str, Any] | N
     recipe = load_recipe(name, size=cfg.size, overrides=overrides)
     given = cfg.weights.get(name)
     if given is None and cfg.untrained and not weights_path(recipe.name, cfg.size).is_file():
-        return recipe.build().to(cfg.device).eval()
+        with torch.random.fork_rng(devices=[]):  # random weights, the same in every run
+            torch.manual_seed(cfg.seed)
+            return recipe.build().to(cfg.device).eval()
     return load(name, size=cfg.size, weights=given, overrides=overrides, device=cfg.device)
 
 
@@ -249,6 +261,42 @@ def check_weights(cfg: StudyConfig, names: Sequence[str]) -> None:
         )
 
 
+def partial_path(out: str | os.PathLike[str], name: str) -> Path:
+    """Where a study keeps its scores while it runs: `OUT/.NAME.partial.json`.
+
+    Args:
+        out: The study's output folder.
+        name: The study's name.
+
+    Returns:
+        The path.
+    """
+    return Path(out) / f".{name}.partial.json"
+
+
+def study_cache(cfg: StudyConfig, name: str, **extra: Any) -> Any:
+    """The study's [`ScoreCache`][mrsisr.eval.cache.ScoreCache] in `cfg.resume_dir`, or `None`.
+
+    Args:
+        cfg: Study settings.
+        name: The study's name.
+        **extra: More settings the scores depend on (e.g. the variants).
+
+    Returns:
+        The cache, holding the rows an earlier run with the same settings scored.
+    """
+    from mrsisr.eval.cache import ScoreCache
+
+    if cfg.resume_dir is None:
+        return None
+    identity = {"study": name, **study_config(cfg), **extra}
+    identity.pop("progress")
+    cache = ScoreCache(partial_path(cfg.resume_dir, name), identity, marker=STUDY_MARKER)
+    if len(cache) and cfg.progress:
+        print(f"{name}: {len(cache)} row(s) read back from {cache.path}", file=sys.stderr)
+    return cache
+
+
 def study_config(cfg: StudyConfig, **extra: Any) -> dict[str, Any]:
     """The settings a study ran with, as JSON-able data.
 
@@ -264,6 +312,7 @@ def study_config(cfg: StudyConfig, **extra: Any) -> dict[str, Any]:
     out["scales"] = list(cfg.scales)
     out["steps"] = list(cfg.steps)
     out["models"] = list(cfg.models) if cfg.models else None
+    out.pop("resume_dir")
     out.update(extra)
     return out
 
@@ -295,6 +344,9 @@ def run_variants(
     """
     from mrsisr.eval.bench import run_bench
 
+    cache = study_cache(
+        cfg, name, lpips=list(lpips), limit=limit, variants=[v[0] for v in variants]
+    )
     result = run_bench(
         [(v[0]["variant"], v[1]) for v in variants],
         scales=cfg.scales,
@@ -307,6 +359,7 @@ def run_variants(
         baseline=baseline,
         lpips=lpips,
         progress=cfg.progress,
+        cache=cache,
     )
     meta = {v[0]["variant"]: v[0] for v in variants}
     rows = []

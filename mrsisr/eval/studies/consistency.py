@@ -15,6 +15,7 @@ from mrsisr.eval.studies.base import (
     StudyConfig,
     StudyResult,
     check_weights,
+    study_cache,
     study_config,
     study_pipeline,
 )
@@ -53,6 +54,7 @@ def consistency_study(cfg: StudyConfig) -> StudyResult:
     check_weights(cfg, names)
     rows: list[dict[str, Any]] = []
     machine = ""
+    cache = study_cache(cfg, "consistency", models=names)
     for name in names:
         plain = study_pipeline(cfg, name)
         slow = int(plain.nfe) >= 500
@@ -68,6 +70,7 @@ def consistency_study(cfg: StudyConfig) -> StudyResult:
             uq_samples=0,
             baseline=not rows or slow,  # the LR row once, and again for the smaller map set
             progress=cfg.progress,
+            cache=cache,
         )
         machine = result.machine
         for r in result.rows:

@@ -1,0 +1,114 @@
+"""Scores kept as they are measured, so an interrupted study resumes where it stopped.
+
+A long study (50 maps per scale, 1000-NFE rows) runs for hours on a CPU. After each model has
+been scored at one scale, its per-map scores are written to a small JSON file in the output
+folder; run again with the same settings and `--out`, those rows are read back instead of
+sampled again. The file records what it belongs to (the study and every setting that changes the
+scores); a file from other settings is ignored and replaced. It is removed once the study's
+results are written.
+
+Examples:
+    >>> import tempfile, numpy as np
+    >>> path = Path(tempfile.mkdtemp()) / ".study.partial.json"
+    >>> cache = ScoreCache(path, {"study": "demo", "limit": 2})
+    >>> cache.put("ftddm", 4, 2, {"ssim": np.array([0.9, 0.8])}, 1.5)
+    >>> again = ScoreCache(path, {"study": "demo", "limit": 2})
+    >>> values, seconds = again.get("ftddm", 4, 2)
+    >>> values["ssim"].tolist(), seconds
+    ([0.9, 0.8], 1.5)
+    >>> ScoreCache(path, {"study": "demo", "limit": 3}).get("ftddm", 4, 2) is None
+    True
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mrsisr.eval.report import write_json
+
+__all__ = ["ScoreCache"]
+
+
+class ScoreCache:
+    """Per-map scores by (model, scale), kept in one JSON file.
+
+    Args:
+        path: The file (e.g. `OUT/.truncation.partial.json`).
+        identity: JSON-able settings the scores depend on; a file with other settings is ignored.
+        marker: A file to write beside it with the first row (the output folder's marker, so
+            the command accepts the folder when it is run again), or `None`.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        identity: Mapping[str, Any],
+        marker: str | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.marker = marker
+        self.identity = json.loads(json.dumps(identity, default=str))
+        self.entries: dict[str, Any] = {}
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return  # no file, or a broken one (a crash while writing is ruled out by the rename)
+        if isinstance(data, dict) and data.get("identity") == self.identity:
+            self.entries = dict(data.get("entries", {}))
+
+    @staticmethod
+    def _key(model: str, scale: int, n: int) -> str:
+        return f"{model}|x{int(scale)}|{int(n)}"
+
+    def get(self, model: str, scale: int, n: int) -> tuple[dict[str, np.ndarray], float] | None:
+        """Scores of `model` at `scale` on `n` maps, if kept.
+
+        Args:
+            model: Row name.
+            scale: Upscaling factor.
+            n: Number of maps scored.
+
+        Returns:
+            `(metric → per-map values, seconds)`, or `None`.
+        """
+        entry = self.entries.get(self._key(model, scale, n))
+        if entry is None:
+            return None
+        values = {k: np.asarray(v, dtype=np.float64) for k, v in entry["values"].items()}
+        return values, float(entry["seconds"])
+
+    def put(
+        self, model: str, scale: int, n: int, values: Mapping[str, Any], seconds: float
+    ) -> None:
+        """Keep scores and write the file (atomically).
+
+        Args:
+            model: Row name.
+            scale: Upscaling factor.
+            n: Number of maps scored.
+            values: Metric → per-map values.
+            seconds: Sampling time over the maps.
+        """
+        self.entries[self._key(model, scale, n)] = {
+            "values": {k: np.asarray(v, dtype=np.float64).tolist() for k, v in values.items()},
+            "seconds": float(seconds),
+        }
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.marker is not None and not (self.path.parent / self.marker).is_file():
+            (self.path.parent / self.marker).write_text(
+                "partial results; this folder may be rewritten\n"
+            )
+        write_json(self.path, {"identity": self.identity, "entries": self.entries})
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def remove(self) -> None:
+        """Delete the file (once the results are written)."""
+        self.path.unlink(missing_ok=True)
