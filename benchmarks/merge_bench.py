@@ -6,9 +6,14 @@ the merged file can pair any two rows: p-values against the reference model (the
 against the LR input are recomputed with the paired two-sided Wilcoxon test on the maps both
 rows scored (a 1000-NFE model's first maps).
 
+Two runs of the same recipe (e.g. the same model with two sets of weights) are told apart by a
+label: `RUN/results.json:LABEL` renames that run's model rows to LABEL (the LR input keeps its
+name).
+
 Usage:
     python benchmarks/merge_bench.py RUN1/results.json RUN2/results.json ... \
         --out benchmarks/results/bench-small-100maps.json
+    python benchmarks/merge_bench.py A/results.json:ftddm-eps B/results.json:ftddm-x0 --out F
 """
 
 from __future__ import annotations
@@ -20,6 +25,25 @@ from pathlib import Path
 import numpy as np
 
 
+def relabel(run: dict, label: str) -> dict:
+    """Rename a bench run's model rows (and their per-map scores) to `label`.
+
+    Args:
+        run: A bench `results.json`, parsed.
+        label: The new model name; `lr_input` rows keep theirs.
+
+    Returns:
+        The run with renamed rows.
+    """
+    renamed = {}
+    for row in run["rows"]:
+        if row["model"] != "lr_input":
+            renamed[f"{row['model']}@{row['scale']}"] = f"{label}@{row['scale']}"
+            row["model"] = label
+    run["scores"] = {renamed.get(k, k): v for k, v in run.get("scores", {}).items()}
+    return run
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+", help="results.json files; the first model is the reference")
@@ -28,7 +52,13 @@ def main() -> None:
     args = ap.parse_args()
     from mrsisr.metrics import wilcoxon
 
-    runs = [json.loads(Path(p).read_text()) for p in args.runs]
+    runs, paths = [], []
+    for spec in args.runs:
+        path, _, label = (spec, "", "") if Path(spec).is_file() else spec.rpartition(":")
+        run = json.loads(Path(path).read_text())
+        runs.append(relabel(run, label) if label else run)
+        paths.append(path)
+    args.runs = paths
     maps = max((r["maps"] for r in runs), key=len)
     for path, r in zip(args.runs, runs, strict=True):
         if r["maps"] != maps[: len(r["maps"])]:
