@@ -17,10 +17,20 @@ command (a subprocess, as a user runs it: loading, every slice and metabolite, w
 `--subject "ftddm --samples 4 --set sampler.type=dpm_solver_pp --steps 10"`; the subject is the
 first fold-0 test subject of the default phantom cohort.
 
+With `--volume` it times `mrsisr.sr.super_resolve` on a synthetic
+volume of `--volume-slices` slices (39 by default) × the 7 metabolites, with the recipe's
+pipeline at `--size` and random weights (the time does not depend on them; the paper size has no
+shipped weights), batched as `mrsisr sr` batches: the paper's Table 1 reports FTDDM at 1.33 s per
+slice sequentially, about 6 minutes for such a volume. The pipeline is timed after a warm-up call
+on one slice, with CUDA synchronised; `--bf16` and `--compile` apply to it through
+`mrsisr.runtime.accelerate`.
+
 Usage:
     python benchmarks/perf.py --recipe ddpm --size small --batches 1,64 --nfe 10 \
         [--device cuda] [--compile] [--channels-last] [--bf16] [--json out.json] \
         [--subject "ftddm --samples 4 --set sampler.type=dpm_solver_pp --steps 10"]
+    python benchmarks/perf.py --recipe ftddm --size paper --batches "" --volume --device cuda \
+        [--bf16] [--compile] [--volume-batch 256] [--samples 1] [--set sampler.steps=10 ...]
 """
 
 from __future__ import annotations
@@ -48,6 +58,72 @@ def make_cond(batch: int, device: torch.device):
     sub = Subject("perf", {"NAA": m}, {"NAA": m > 0}, m + 0.5, m + 0.5, shape=(1, 64, 64))
     item = MRSIDataset([sub], metabolites=("NAA",), lr_size=16)[0]
     return collate([item] * batch).cond.to(device)
+
+
+def synthetic_volume(slices: int):
+    """A subject of `slices` slices × every metabolite, an elliptic brain mask, random maps."""
+    import numpy as np
+
+    from mrsisr.constants import METABOLITES
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:64, :64]
+    brain = ((yy - 32) / 26) ** 2 + ((xx - 32) / 22) ** 2 <= 1
+    mask = np.broadcast_to(brain, (slices, 64, 64))
+    maps = {m: (rng.random((slices, 64, 64)) * mask).astype(np.float32) for m in METABOLITES}
+    mri = (rng.random((slices, 64, 64)) * mask).astype(np.float32)
+    return Subject(
+        "volume", maps, {m: mask.copy() for m in METABOLITES}, mri, mri, shape=(slices, 64, 64)
+    )
+
+
+def time_volume(args, device: torch.device) -> dict:
+    """Wall time of `super_resolve` on a synthetic volume with the recipe's pipeline at `--size`."""
+    from mrsisr.cli.zoo import parse_overrides
+    from mrsisr.runtime import accelerate
+    from mrsisr.sr import default_batch, super_resolve
+
+    torch.manual_seed(0)
+    overrides = parse_overrides(args.set)
+    pipe = load_recipe(args.recipe, size=args.size, overrides=overrides).build().to(device).eval()
+    if args.channels_last or device.type == "cpu":  # as `mrsisr sr` does on a CPU
+        pipe.to(memory_format=torch.channels_last)
+    pipe = accelerate(
+        pipe, device, "bf16" if args.bf16 else "fp32", "inductor" if args.compile else None
+    )
+    batch = args.volume_batch or default_batch(device)
+    volume = synthetic_volume(args.volume_slices)
+    run = lambda sub: super_resolve(  # noqa: E731
+        pipe, sub, 4, samples=args.samples, batch=batch, device=device
+    )
+    run(synthetic_volume(1))  # warm-up: allocator, kernels, compilation
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    t0 = time.perf_counter()
+    result = run(volume)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - t0
+    row = {
+        "recipe": args.recipe,
+        "size": args.size,
+        "slices": args.volume_slices,
+        "maps": result.info["maps"],
+        "samples": args.samples,
+        "nfe": result.info["nfe"],
+        "batch": batch,
+        "overrides": args.set,
+        "precision": "bf16" if args.bf16 else "fp32",
+        "compile": bool(args.compile),
+        "seconds": round(seconds, 2),
+        "seconds_per_map": round(seconds / result.info["maps"], 4),
+    }
+    print(
+        f"  volume: {row['slices']} slices x {len(volume.maps)} metabolites = {row['maps']} maps, "
+        f"{row['samples']} sample(s), NFE {row['nfe']}, batch {batch}: {seconds:.1f} s "
+        f"({1000 * seconds / row['maps']:.0f} ms per map)"
+    )
+    return row
 
 
 def timed(fn, device: torch.device, repeats: int) -> float:
@@ -87,7 +163,7 @@ def time_subject(sr_args: str, device: str) -> dict:
         info = json.loads(Path(f"{tmp}/sr/sr.json").read_text())
     row = {"command": shlex.join(["mrsisr", "sr", *cmd[4:]]), "subject": subject.name,
            "maps": info["maps"], "samples": info["samples"], "nfe": info["nfe"],
-           "seconds": round(seconds, 1)}  # fmt: skip
+           "batch": info.get("batch"), "seconds": round(seconds, 1)}  # fmt: skip
     print(f"  whole subject: {row['maps']} maps x {row['samples']} samples, NFE {row['nfe']}: "
           f"{seconds:.0f} s  ({row['command']})")  # fmt: skip
     return row
@@ -108,8 +184,14 @@ def main() -> None:
     ap.add_argument("--bf16", action="store_true", help="bf16 autocast")
     ap.add_argument("--json", default=None, help="write the rows here")
     ap.add_argument("--subject", default=None, help="time `mrsisr sr ARGS` on one phantom subject")
+    ap.add_argument("--volume", action="store_true", help="time a synthetic volume (see above)")
+    ap.add_argument("--volume-slices", type=int, default=39)
+    ap.add_argument("--volume-batch", type=int, default=0, help="images per NFE; 0: sr's default")
+    ap.add_argument("--samples", type=int, default=1, help="samples per map in --volume")
+    ap.add_argument("--set", action="append", default=[], help="recipe override for --volume")
     args = ap.parse_args()
     subject_row = time_subject(args.subject, args.device) if args.subject else None
+    volume_row = time_volume(args, torch.device(args.device)) if args.volume else None
 
     device = torch.device(args.device)
     pipe = load_recipe(args.recipe, size=args.size).build().to(device).eval()
@@ -197,6 +279,7 @@ def main() -> None:
                     "torch": torch.__version__,
                     "rows": rows,
                     "subject": subject_row,
+                    "volume": volume_row,
                 },
                 fh,
                 indent=2,
