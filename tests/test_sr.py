@@ -64,6 +64,7 @@ def test_sr_round_trips_a_phantom_subject(cli, cohort5, tiny_ftddm, tmp_path):
     assert not (out / "Glu.nii.gz").exists()  # only the metabolites asked for
     info = json.loads((out / "sr.json").read_text())
     assert info["samples"] == 3 and info["nfe"] == 1 + 5 and info["scale"] == 4.0
+    assert info["batch"] == 16  # no --batch on a CPU: the CPU default, recorded
 
     again = cli(
         "sr",
