@@ -10,7 +10,7 @@ from test_zoo import synthetic_batch
 
 from mrsisr.eval.studies import ConditionedScale
 from mrsisr.recipes import load_recipe
-from mrsisr.registries import STUDIES
+from mrsisr.registries import SAMPLERS, STUDIES
 
 COMMON = ["--size", "tiny", "--untrained", "--limit", "1", "--scales", "8"]
 
@@ -39,12 +39,71 @@ def test_truncation_study(cli, cohort5, tmp_path):
         "lr_input": 0,
     }
     assert rows["ftddm-5"]["method"] == "ftddm" and rows["ftddm-5"]["steps"] == 5
+    # FTDDM and TDPM at K steps are the models truncated at K (here untrained), not a respaced
+    # T_trunc = 100 chain; the DDPM rows run from T
+    assert rows["ftddm-5"]["t_trunc"] == 5 and rows["tdpm-10"]["t_trunc"] == 10
+    assert rows["respace-5"]["t_trunc"] == 1000
+
+
+def _tiny_weights(path, t_start, seed):
+    """Random tiny FTDDM weights with a card saying which x_t their flow draws."""
+    from mrsisr.pipelines import pipeline_parts
+    from mrsisr.weights import save_weights
+
+    torch.manual_seed(seed)
+    pipe = load_recipe("ftddm", size="tiny").build()
+    save_weights({k: m for k, (m, _) in pipeline_parts(pipe).items()}, path)
+    card = {"resolved_recipe": {"pipeline": {"t_start": t_start}}}
+    path.with_suffix(".json").write_text(json.dumps(card))
+    return pipe
+
+
+def test_t_trunc_pipeline_pairs_the_unet_with_an_initializer_for_that_step(tmp_path):
+    from mrsisr.errors import CheckpointError, MrsisrError
+    from mrsisr.eval.studies import StudyConfig
+    from mrsisr.eval.studies.truncation import t_trunc_pipeline
+
+    unet = _tiny_weights(tmp_path / "w100.safetensors", 100, seed=1)
+    flow5 = _tiny_weights(tmp_path / "w5.safetensors", 5, seed=2)
+    weights = {
+        "ftddm": str(tmp_path / "w100.safetensors"),
+        "ftddm-t5": str(tmp_path / "w5.safetensors"),
+    }
+    cfg = StudyConfig(size="tiny", weights=weights, progress=False)
+    pipe = t_trunc_pipeline(cfg, "ftddm", 5)
+    assert pipe.t_start == 5 and pipe.nfe == 1 + 5  # the flow's draw, then the whole chain
+    same = lambda a, b: all(  # noqa: E731
+        torch.allclose(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values())
+    )
+    assert same(pipe.denoiser, unet.denoiser) and not same(pipe.denoiser, flow5.denoiser)
+    assert same(pipe.initializer, flow5.initializer)
+
+    # an initializer trained for another step is refused, naming the file
+    wrong = StudyConfig(size="tiny", weights={**weights, "ftddm-t5": weights["ftddm"]})
+    with pytest.raises(CheckpointError, match="w100.safetensors.*t_start=100"):
+        t_trunc_pipeline(wrong, "ftddm", 5)
+    # none for this step: None (the study falls back to a labelled respaced row)
+    assert t_trunc_pipeline(StudyConfig(size="tiny", weights=weights), "ftddm", 7) is None
+    with pytest.raises(MrsisrError, match="t <= 100"):
+        t_trunc_pipeline(cfg, "ftddm", 200)
 
 
 def test_solver_study(cli, cohort5, tmp_path):
     rows = _run(cli, cohort5, tmp_path, "solver")
-    assert rows["ftddm-ancestral-100"]["nfe"] == 101
-    assert [rows[f"ftddm-dpm_solver_pp-{k}"]["nfe"] for k in (50, 20, 10)] == [51, 21, 11]
+    nfe = {k: r["nfe"] for k, r in rows.items() if k != "lr_input"}
+    assert nfe == {  # every valid (T_trunc, solver steps) pair of Table 4: 1 + steps each
+        "ftddm-ancestral-100": 101,
+        "ftddm-dpm_solver_pp-50": 51,
+        "ftddm-dpm_solver_pp-20": 21,
+        "ftddm-dpm_solver_pp-10": 11,
+        "ftddm-t50-ancestral-50": 51,
+        "ftddm-t50-dpm_solver_pp-20": 21,
+        "ftddm-t50-dpm_solver_pp-10": 11,
+        "ftddm-t20-ancestral-20": 21,
+        # 10 log-SNR steps within 20 integer timesteps share some: the sampler says how many
+        "ftddm-t20-dpm_solver_pp-10": 1 + SAMPLERS.build("dpm_solver_pp", steps=10).nfe(20),
+    }
+    assert rows["ftddm-t50-dpm_solver_pp-20"]["t_trunc"] == 50
     assert rows["ftddm-ancestral-100"]["p_ssim"] is None  # the reference
 
 

@@ -9,8 +9,8 @@ variant's settings, plus a figure. The docs' Studies page walks through adding o
 
 | study | the paper's | variants |
 |---|---|---|
-| `truncation` | Fig. 5 | respace, DPM-Solver++ (DDPM weights), TDPM, FTDDM at 100, 50, 20 steps |
-| `solver` | Table 4 | FTDDM's flow start with its ancestral chain, then DPM-Solver++ at 50, 20, 10 steps |
+| `truncation` | Fig. 5 | respace, DPM-Solver++ (DDPM weights) at 100, 50, 20 steps; TDPM, FTDDM truncated there |
+| `solver` | Table 4 | FTDDM truncated at 100, 50, 20: its ancestral chain or DPM-Solver++ at 50, 20, 10 steps |
 | `scale` | Fig. 6 | FTDDM conditioned on upscaling factors other than the actual one |
 | `sharpness` | Fig. 7 | FTDDM's τd from 0 to 1, with PSNR, SSIM and LPIPS (AlexNet, VGG) |
 | `ablation` | Tables 2, 3 | flow only, diffusion only, both; FTDDM's flow without mask, MRIs or guide |
