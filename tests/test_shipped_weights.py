@@ -71,3 +71,20 @@ def test_shipped_ablation_flows_match_their_variant(path):
         assert trained[key] == value, key
     pipe = ablation_pipeline(StudyConfig(size=card["size"]), variant)
     assert pipe.nfe == (1 if variant == "flow_only" else 101)
+
+
+TRUNCATION = sorted((weights_dir() / "truncation").glob("*.safetensors"))
+
+
+@pytest.mark.parametrize("path", TRUNCATION, ids=lambda p: p.stem)
+def test_shipped_truncation_initializers_draw_their_step(path):
+    """Each shipped T_trunc initializer was trained for the step its name says and loads there."""
+    from mrsisr.eval.studies import StudyConfig
+    from mrsisr.eval.studies.truncation import t_trunc_pipeline, t_trunc_weights_path
+
+    card = _card(path)
+    recipe, step = card["recipe"], int(card["resolved_recipe"]["pipeline"]["t_start"])
+    assert t_trunc_weights_path(recipe, step, card["size"]) == path
+    assert "denoiser" not in card["exported_parts"]  # the recipe's own UNet is reused
+    pipe = t_trunc_pipeline(StudyConfig(size=card["size"], progress=False), recipe, step)
+    assert pipe.t_start == step and pipe.nfe == 1 + step
