@@ -82,7 +82,11 @@ def test_t_trunc_pipeline_pairs_the_unet_with_an_initializer_for_that_step(tmp_p
     wrong = StudyConfig(size="tiny", weights={**weights, "ftddm-t5": weights["ftddm"]})
     with pytest.raises(CheckpointError, match="w100.safetensors.*t_start=100"):
         t_trunc_pipeline(wrong, "ftddm", 5)
-    # none for this step: None (the study falls back to a labelled respaced row)
+    # a given file that does not exist is an error, not a silent fallback
+    missing = StudyConfig(size="tiny", weights={**weights, "ftddm-t5": str(tmp_path / "nope")})
+    with pytest.raises(CheckpointError, match="ftddm-t5=.*nope: no such file"):
+        t_trunc_pipeline(missing, "ftddm", 5)
+    # none shipped for this step: None (the study falls back to a labelled respaced row)
     assert t_trunc_pipeline(StudyConfig(size="tiny", weights=weights), "ftddm", 7) is None
     with pytest.raises(MrsisrError, match="t <= 100"):
         t_trunc_pipeline(cfg, "ftddm", 200)

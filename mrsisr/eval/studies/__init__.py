@@ -34,6 +34,7 @@ from mrsisr.eval.studies.base import (
     run_variants,
     study_cache,
     study_config,
+    study_overrides,
     study_pipeline,
 )
 
@@ -55,6 +56,7 @@ __all__ = [
     "solver",
     "study_cache",
     "study_config",
+    "study_overrides",
     "study_pipeline",
     "truncation",
 ]

@@ -31,6 +31,7 @@ __all__ = [
     "run_variants",
     "study_cache",
     "study_config",
+    "study_overrides",
     "study_pipeline",
 ]
 
@@ -208,6 +209,27 @@ class ConditionedScale(torch.nn.Module):
         return self.pipeline.sample(told, generator=generator, progress=progress)
 
 
+def study_overrides(cfg: StudyConfig, overrides: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A variant's recipe overrides plus what the study's settings add (k-space consistency).
+
+    Args:
+        cfg: Study settings.
+        overrides: The variant's own overrides.
+
+    Returns:
+        The overrides to build the variant with.
+
+    Raises:
+        MrsisrError: For an unknown `cfg.consistency`.
+    """
+    if cfg.consistency not in ("none", "kspace"):
+        raise MrsisrError(f"`consistency` must be none or kspace, got {cfg.consistency!r}")
+    out = dict(overrides or {})
+    if cfg.consistency == "kspace":
+        out["consistency"] = {"type": "kspace"}
+    return out
+
+
 def study_pipeline(cfg: StudyConfig, name: str, overrides: Mapping[str, Any] | None = None) -> Any:
     """A recipe with its weights (or random weights when allowed and none exist).
 
@@ -226,10 +248,7 @@ def study_pipeline(cfg: StudyConfig, name: str, overrides: Mapping[str, Any] | N
     from mrsisr.weights import weights_path
     from mrsisr.zoo import load
 
-    if cfg.consistency not in ("none", "kspace"):
-        raise MrsisrError(f"`consistency` must be none or kspace, got {cfg.consistency!r}")
-    if cfg.consistency == "kspace":
-        overrides = {**(overrides or {}), "consistency": {"type": "kspace"}}
+    overrides = study_overrides(cfg, overrides)
     recipe = load_recipe(name, size=cfg.size, overrides=overrides)
     given = cfg.weights.get(name)
     if given is None and cfg.untrained and not weights_path(recipe.name, cfg.size).is_file():

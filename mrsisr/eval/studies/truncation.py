@@ -16,13 +16,14 @@ from typing import Any
 
 import torch
 
-from mrsisr.errors import MrsisrError
+from mrsisr.errors import CheckpointError, MrsisrError
 from mrsisr.eval.figures import line_plot
 from mrsisr.eval.studies.base import (
     StudyConfig,
     StudyResult,
     check_weights,
     run_variants,
+    study_overrides,
     study_pipeline,
 )
 from mrsisr.registries import STUDIES
@@ -73,7 +74,8 @@ def t_trunc_pipeline(
 
     Raises:
         MrsisrError: If `t_trunc` is above the recipe's own truncation step.
-        CheckpointError: If the initializer was trained for another step.
+        CheckpointError: If the initializer was trained for another step, or a given one does
+            not exist.
     """
     from mrsisr.eval.studies.ablation import flat_keys
     from mrsisr.recipes import load_recipe
@@ -86,14 +88,12 @@ def t_trunc_pipeline(
         raise MrsisrError(
             f"`t_trunc` {t_trunc}: {recipe}'s UNet is trained on t <= {native}; use 1-{native}"
         )
-    flat = {"pipeline.t_start": int(t_trunc), **flat_keys(overrides or {})}
-    if cfg.consistency == "kspace":
-        flat["consistency.type"] = "kspace"
+    flat = {"pipeline.t_start": int(t_trunc), **flat_keys(study_overrides(cfg, overrides))}
     built = load_recipe(recipe, size=cfg.size, overrides=flat)
-    source = Path(
-        cfg.weights.get(f"{recipe}-t{int(t_trunc)}")
-        or t_trunc_weights_path(recipe, t_trunc, cfg.size)
-    )
+    key = f"{recipe}-t{int(t_trunc)}"
+    source = Path(cfg.weights.get(key) or t_trunc_weights_path(recipe, t_trunc, cfg.size))
+    if key in cfg.weights and not source.exists():
+        raise CheckpointError(f"--weights {key}={source}: no such file or run folder")
     if not source.exists():
         if not cfg.untrained:
             return None
