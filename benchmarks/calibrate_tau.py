@@ -7,9 +7,13 @@ the paper's τf = 0.9 carry more noise than the denoiser was trained to remove. 
 standard deviation inside the mask against `sqrt(1 - γ)`; the τf whose spread is closest is the
 calibrated one (interpolated linearly between grid points).
 
+A flow trained for another truncation step (`zoo/weights/truncation/ftddm-t50-small`, or a run
+given with `--weights`) is calibrated with `--t-trunc 50`; `--record` then writes the calibrated
+value into that flow's card (`tau_f`), where the truncation and solver studies take it from.
+
 Usage:
     python benchmarks/calibrate_tau.py ftddm --size small [--weights RUN] [--maps 64]
-        [--json benchmarks/results/calibrate-tau-ftddm-small.json]
+        [--t-trunc 50 [--record]] [--json benchmarks/results/calibrate-tau-ftddm-small.json]
 """
 
 from __future__ import annotations
@@ -31,7 +35,20 @@ def main() -> None:
     ap.add_argument("--maps", type=int, default=64, help="validation maps per scale")
     ap.add_argument("--taus", default="0.3,0.4,0.5,0.6,0.7,0.8,0.9")
     ap.add_argument("--json", default=None)
+    ap.add_argument(
+        "--t-trunc",
+        type=int,
+        default=None,
+        help="calibrate the initializer trained for this truncation step (default: the recipe's)",
+    )
+    ap.add_argument(
+        "--record",
+        action="store_true",
+        help="write the calibrated tau_f into the --t-trunc initializer's card",
+    )
     args = ap.parse_args()
+    if args.record and args.t_trunc is None:
+        ap.error("--record needs --t-trunc (the recipe's own tau_f lives in its TOML)")
     import mrsisr
     from mrsisr.data import MRSIDataset, collate, fold_split, load_dataset
     from mrsisr.data.splits import resolve_data
@@ -40,7 +57,19 @@ def main() -> None:
     subjects = load_dataset(resolve_data("phantom"))
     _, val_ids, _ = fold_split([s.subject for s in subjects], args.fold)
     taus = [float(t) for t in args.taus.split(",")]
-    pipe = mrsisr.load(args.recipe, size=args.size, weights=args.weights)
+    source = None
+    if args.t_trunc is None:
+        pipe = mrsisr.load(args.recipe, size=args.size, weights=args.weights)
+    else:
+        from mrsisr.eval.studies import StudyConfig
+        from mrsisr.eval.studies.truncation import t_trunc_pipeline, t_trunc_weights_path
+
+        key = f"{args.recipe}-t{args.t_trunc}"
+        cfg = StudyConfig(size=args.size, weights={key: args.weights} if args.weights else {})
+        pipe = t_trunc_pipeline(cfg, args.recipe, args.t_trunc)
+        if pipe is None:
+            raise SystemExit(f"no {key} initializer: pass --weights RUN")
+        source = Path(args.weights or t_trunc_weights_path(args.recipe, args.t_trunc, args.size))
     t_start, schedule = pipe.t_start, pipe.schedule
     g = float(schedule.gammas[t_start])
     ideal = (1.0 - g) ** 0.5
@@ -81,6 +110,17 @@ def main() -> None:
             "calibrated_tau_f": best,
         }
         Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+    if args.record:
+        card_file = source / "card.json" if source.is_dir() else source.with_suffix(".json")
+        card = json.loads(card_file.read_text())
+        card["tau_f"] = round(best, 2)
+        card["tau_f_note"] = (
+            f"calibrated with benchmarks/calibrate_tau.py --t-trunc {args.t_trunc} on "
+            f"{args.maps} fold-{args.fold} validation maps per scale (residual std of x_{t_start} "
+            f"against sqrt(1 - gamma) = {ideal:.4f})"
+        )
+        card_file.write_text(json.dumps(card, indent=2) + "\n")
+        print(f"recorded tau_f = {card['tau_f']} in {card_file}")
 
 
 if __name__ == "__main__":

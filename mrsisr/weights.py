@@ -289,6 +289,8 @@ def load_weights_into(
     parts: Mapping[str, nn.Module],
     source: str | os.PathLike[str],
     rename: Mapping[str, str] | None = None,
+    *,
+    grow: bool = False,
 ) -> None:
     """Load parts from a run folder, a weights file or a checkpoint folder.
 
@@ -298,6 +300,8 @@ def load_weights_into(
             folder (its EMA weights when present).
         rename: Part name → name it has in `source`, when they differ (e.g. the Flow Enhancer's
             `pre_network` is the `network` of a MUNet-FS-cWGAN run).
+        grow: Load into a larger network (see [`grow_state_dict`][mrsisr.weights.grow_state_dict])
+            instead of requiring the exact shapes.
 
     Raises:
         CheckpointError: If the source is missing, unreadable, or lacks or mismatches a part.
@@ -309,7 +313,7 @@ def load_weights_into(
         for k, m in parts.items():
             name = rename.get(k, k)
             has_ema = any(key.startswith(f"ema.{name}.") for key in ck.weights)
-            _strict_load(m, ck.part_state_dict(name, ema=has_ema), source, k)
+            _strict_load(m, ck.part_state_dict(name, ema=has_ema), source, k, grow=grow)
         return
     file = source / WEIGHTS_FILE if source.is_dir() else source
     if not file.is_file():
@@ -329,11 +333,83 @@ def load_weights_into(
                 f"{file}: no weights for part '{prefix[:-1]}'; it has: {', '.join(have)} "
                 "(name one with --reuse STAGE=PATH#PART)"
             )
-        _strict_load(m, sd, file, k)
+        _strict_load(m, sd, file, k, grow=grow)
 
 
-def _strict_load(module: nn.Module, sd: Mapping[str, torch.Tensor], where: Path, part: str) -> None:
+def grow_state_dict(
+    target: Mapping[str, torch.Tensor], source: Mapping[str, torch.Tensor]
+) -> tuple[dict[str, torch.Tensor], list[str], list[str]]:
+    """Fit a smaller network's weights into a larger one of the same layout.
+
+    A tensor of the same shape is copied. A tensor that is smaller in some dimensions (and in
+    none larger) fills the leading corner of a zero tensor of the target's shape; entries with
+    no counterpart start at zero. A parameter the source lacks keeps the target's own value.
+    When the extra entries are the input columns of a layer that reads a new feature (e.g.
+    FTDDM's s-embedding concatenated to DDPM's timestep embedding), the grown network computes
+    exactly what the source did until training moves those columns.
+
+    Args:
+        target: The larger network's state dict (its shapes and its values for new tensors).
+        source: The smaller network's state dict.
+
+    Returns:
+        `(state, grown, new)`: the state dict to load, the names of the tensors that were
+        zero-padded, and those kept from `target`.
+
+    Raises:
+        CheckpointError: If the source has a tensor the target lacks, or one larger than the
+            target's in some dimension.
+
+    Examples:
+        >>> import torch
+        >>> state, grown, new = grow_state_dict(
+        ...     {"w": torch.ones(2, 3), "b": torch.ones(2)}, {"w": torch.full((2, 2), 5.0)}
+        ... )
+        >>> state["w"].tolist(), grown, new
+        ([[5.0, 5.0, 0.0], [5.0, 5.0, 0.0]], ['w'], ['b'])
+    """
+    out: dict[str, torch.Tensor] = {}
+    grown: list[str] = []
+    extra = sorted(set(source) - set(target))
+    if extra:
+        raise CheckpointError(
+            f"the source has weights the target network lacks ({', '.join(extra[:4])}); "
+            "only growing into a larger network is supported"
+        )
+    for key, ref in target.items():
+        if key not in source:
+            out[key] = ref.clone()
+            continue
+        src = source[key].to(ref.dtype)
+        if src.shape == ref.shape:
+            out[key] = src.clone()
+            continue
+        if src.dim() != ref.dim() or any(a > b for a, b in zip(src.shape, ref.shape)):
+            raise CheckpointError(
+                f"'{key}' is {tuple(src.shape)} in the source and {tuple(ref.shape)} here; "
+                "only growing into a larger network is supported"
+            )
+        big = torch.zeros_like(ref)
+        big[tuple(slice(0, n) for n in src.shape)] = src
+        out[key] = big
+        grown.append(key)
+    return out, grown, sorted(set(target) - set(source))
+
+
+def _strict_load(
+    module: nn.Module,
+    sd: Mapping[str, torch.Tensor],
+    where: Path,
+    part: str,
+    *,
+    grow: bool = False,
+) -> None:
     ref = module.state_dict()
+    if grow:
+        try:
+            sd, _, _ = grow_state_dict(ref, sd)
+        except CheckpointError as exc:
+            raise CheckpointError(f"{where}: part '{part}': {exc}") from None
     sd = {k: v.to(ref[k].dtype) if k in ref else v for k, v in sd.items()}
     try:
         module.load_state_dict(sd, strict=True)

@@ -77,6 +77,14 @@ def test_t_trunc_pipeline_pairs_the_unet_with_an_initializer_for_that_step(tmp_p
     )
     assert same(pipe.denoiser, unet.denoiser) and not same(pipe.denoiser, flow5.denoiser)
     assert same(pipe.initializer, flow5.initializer)
+    assert pipe.initializer.tau_f == load_recipe("ftddm", size="tiny").build().initializer.tau_f
+    # a temperature calibrated for this flow (calibrate_tau.py --record) is taken from its card,
+    # unless the caller sets one
+    card = json.loads((tmp_path / "w5.json").read_text())
+    (tmp_path / "w5.json").write_text(json.dumps({**card, "tau_f": 0.29}))
+    assert t_trunc_pipeline(cfg, "ftddm", 5).initializer.tau_f == 0.29
+    told = t_trunc_pipeline(cfg, "ftddm", 5, {"initializer": {"tau_f": 0.7}})
+    assert told.initializer.tau_f == 0.7
 
     # an initializer trained for another step is refused, naming the file
     wrong = StudyConfig(size="tiny", weights={**weights, "ftddm-t5": weights["ftddm"]})
@@ -236,6 +244,32 @@ def test_ablation_variant_pairs_ftddm_denoiser_with_its_own_flow(tmp_path):
     ):
         w = want.state_dict()
         assert all(torch.equal(v, w[k]) for k, v in got.state_dict().items())
+
+
+def test_diffusion_only_is_the_scale_conditioned_unet_on_the_whole_chain(tmp_path):
+    """Table 2's "diffusion only": FTDDM's UNet (with the s-embedding) over T = 1000, its own weights."""
+    from mrsisr.errors import CheckpointError
+    from mrsisr.eval.studies import StudyConfig
+    from mrsisr.eval.studies.ablation import ablation_pipeline
+    from mrsisr.weights import save_weights
+
+    torch.manual_seed(0)
+    ddpm = load_recipe("ddpm", size="tiny").build()
+    grown = load_recipe("ddpm", size="tiny", overrides={"denoiser.use_scale": True}).build()
+    save_weights({"denoiser": grown.denoiser}, tmp_path / "d.st")
+    save_weights({"denoiser": ddpm.denoiser}, tmp_path / "ddpm.st")
+    pipe = ablation_pipeline(
+        StudyConfig(size="tiny", weights={"diffusion_only": str(tmp_path / "d.st")}),
+        "diffusion_only",
+    )
+    assert pipe.t_start == 1000 and pipe.denoiser.use_scale
+    w = grown.denoiser.state_dict()
+    assert all(torch.equal(v, w[k]) for k, v in pipe.denoiser.state_dict().items())
+    with pytest.raises(CheckpointError, match="does not fit"):  # plain DDPM has no s-embedding
+        ablation_pipeline(
+            StudyConfig(size="tiny", weights={"diffusion_only": str(tmp_path / "ddpm.st")}),
+            "diffusion_only",
+        )
 
 
 def test_ablation_refuses_a_flow_trained_without_the_variant_overrides(tmp_path):

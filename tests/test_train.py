@@ -280,3 +280,41 @@ def test_init_fine_tunes_from_given_weights(tmp_path):
         torch.testing.assert_close(a[k], b[k])
     card = json.loads((out / "card.json").read_text())
     assert card["stages"][0]["initialized_from"] == str(src)
+
+
+def test_init_grow_adds_the_s_embedding_without_changing_the_network(tmp_path):
+    """A UNet without the s-embedding grown into one with it computes the same ε for any s."""
+    from mrsisr.errors import CheckpointError
+    from mrsisr.registries import BACKBONES
+    from mrsisr.types import Condition
+    from mrsisr.weights import load_weights_into, save_weights
+
+    kw = dict(model_channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(),
+              num_heads=1, image_size=16)  # fmt: skip
+    torch.manual_seed(0)
+    small = BACKBONES.build("unet", use_scale=False, **kw).eval()
+    big = BACKBONES.build("unet", use_scale=True, **kw).eval()
+    path = save_weights({"denoiser": small}, tmp_path / "ddpm.safetensors")
+    with pytest.raises(CheckpointError, match="does not fit"):
+        load_weights_into({"denoiser": big}, path)
+    load_weights_into({"denoiser": big}, path, grow=True)
+    g = torch.Generator().manual_seed(1)
+    x, img = torch.randn(3, 1, 16, 16, generator=g), torch.rand(3, 1, 16, 16, generator=g)
+    t = torch.tensor([5, 50, 500])
+
+    def cond(s):
+        return Condition(mask=torch.ones_like(img), lr=img, t1=img, flair=img.flip(-1),
+                         scale=torch.full((3,), s))  # fmt: skip
+
+    with torch.no_grad():
+        ref = small(x, t, cond(4.0))
+        for s in (2.0, 8.0):
+            torch.testing.assert_close(big(x, t, cond(s)), ref)
+        # the zero-padded columns are what hides s: once they move, s matters
+        for p in big.parameters():
+            p.add_(1e-2 * torch.randn(p.shape, generator=g))
+        assert not torch.allclose(big(x, t, cond(2.0)), big(x, t, cond(8.0)))
+    # growing is one way only: the larger network does not fit into the smaller one
+    back = save_weights({"denoiser": big}, tmp_path / "ftddm.safetensors")
+    with pytest.raises(CheckpointError, match="target network lacks"):
+        load_weights_into({"denoiser": small}, back, grow=True)

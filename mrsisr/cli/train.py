@@ -84,6 +84,14 @@ def train_cmd(
             "repeatable)."
         ),
     ] = None,
+    init_grow: Annotated[
+        bool,
+        typer.Option(
+            "--init-grow",
+            help="Let --init weights come from a smaller network of the same layout (e.g. the "
+            "ddpm UNet into one with the s-embedding): the new entries start at zero.",
+        ),
+    ] = False,
     precision: PrecisionOption = "fp32",
     compile_: CompileOption = None,
     set_: SetOption = None,
@@ -110,6 +118,7 @@ def train_cmd(
         device=device,
         precision=precision,
         compile=compile_,
+        init_grow=init_grow,
     )
     results = train_recipe(
         name,

@@ -38,6 +38,9 @@ class TrainConfig:
             and EMA stay float32. See [`mrsisr.runtime`][mrsisr.runtime].
         compile: A `torch.compile` backend for the loss computation (`inductor`, or `aot_eager`
             / `eager` to check tracing), or `None`.
+        init_grow: Let `init` weights come from a smaller network of the same layout (e.g. the
+            DDPM UNet into FTDDM's, which adds the s-embedding); see
+            [`grow_state_dict`][mrsisr.weights.grow_state_dict].
     """
 
     steps: int = 1000
@@ -53,6 +56,7 @@ class TrainConfig:
     warmup_steps: int | None = None
     precision: str = "fp32"
     compile: str | None = None
+    init_grow: bool = False
 
     def __post_init__(self) -> None:
         check_runtime(self.precision, self.compile)

@@ -40,7 +40,9 @@ class Ablation:
         mri: The flow is conditioned on T1 and FLAIR (the UNet always is).
         guide: The flow was trained with the guide loss (`None`: there is no flow).
         t_trunc: Truncation step (0: the flow alone; 1000: the diffusion model alone).
-        own_weights: The variant needs its own trained flow (else it is a shipped recipe).
+        own_weights: The variant needs its own trained weights (else it is a shipped recipe).
+        own_parts: The parts its own weights hold; `None`: every part but the denoiser (a flow
+            paired with the recipe's shipped UNet).
     """
 
     recipe: str
@@ -51,12 +53,20 @@ class Ablation:
     guide: bool | None = True
     t_trunc: int = 100
     own_weights: bool = True
+    own_parts: tuple[str, ...] | None = None
 
 
 ABLATIONS: dict[str, Ablation] = {
     "ftddm": Ablation("ftddm", {}, (2, 3), own_weights=False),
     "flow_only": Ablation("ftddm", {"pipeline": {"t_start": 0}}, (2,), t_trunc=0),
-    "diffusion_only": Ablation("ddpm", {}, (2,), guide=None, t_trunc=1000, own_weights=False),
+    "diffusion_only": Ablation(
+        "ddpm",
+        {"denoiser": {"use_scale": True}},
+        (2,),
+        guide=None,
+        t_trunc=1000,
+        own_parts=("denoiser",),
+    ),
     "no_mask": Ablation(
         "ftddm",
         {"initializer": {"mask_channel": False, "flow": {"cond_channels": 3}}},
@@ -68,9 +78,11 @@ ABLATIONS: dict[str, Ablation] = {
     ),
     "no_guide": Ablation("ftddm", {"initializer": {"guide_weight": 0.0}}, (3,), guide=False),
 }
-"""The ablation variants by name. `diffusion_only` is DDPM (T = 1000, no flow) with its shipped
-weights and `ftddm` the shipped FTDDM; the others pair FTDDM's shipped truncated UNet with a flow
-trained like FTDDM's (same steps, batch, seed) but without one ingredient."""
+"""The ablation variants by name. `ftddm` is the shipped FTDDM. `diffusion_only` is Table 2's
+"diffusion only" row: FTDDM's UNet, with the s-embedding, trained on the whole chain (T = 1000) and
+run from Gaussian noise like DDPM (the `ddpm` recipe with `denoiser.use_scale = true`), with its
+own UNet weights. The others pair FTDDM's shipped truncated UNet with a flow trained like FTDDM's
+(same steps, batch, seed) but without one ingredient."""
 
 
 def ablation_weights_path(variant: str, size: str) -> Path:
@@ -81,15 +93,17 @@ def ablation_weights_path(variant: str, size: str) -> Path:
         size: Size variant.
 
     Returns:
-        `zoo/weights/ablation/ftddm-<variant>-<size>.safetensors` (flow weights only).
+        `zoo/weights/ablation/<recipe>-<variant>-<size>.safetensors`, holding the variant's own
+        parts only (the flow, or for `diffusion_only` the UNet).
     """
     from mrsisr.weights import weights_dir
 
-    return weights_dir() / "ablation" / f"ftddm-{variant}-{size}.safetensors"
+    recipe = ABLATIONS[variant].recipe
+    return weights_dir() / "ablation" / f"{recipe}-{variant}-{size}.safetensors"
 
 
 def ablation_pipeline(cfg: StudyConfig, name: str) -> Any:
-    """Build a variant: FTDDM's (or the given) denoiser plus the variant's own flow.
+    """Build a variant: FTDDM's (or the given) denoiser plus the variant's own parts.
 
     Args:
         cfg: Study settings.
@@ -108,16 +122,17 @@ def ablation_pipeline(cfg: StudyConfig, name: str) -> Any:
         return study_pipeline(cfg, ab.recipe)
     recipe = load_recipe(ab.recipe, size=cfg.size, overrides=ab.overrides)
     pipe = recipe.build()
-    flow = cfg.weights.get(name) or ablation_weights_path(name, cfg.size)
-    if cfg.untrained and name not in cfg.weights and not Path(flow).is_file():
+    own = cfg.weights.get(name) or ablation_weights_path(name, cfg.size)
+    if cfg.untrained and name not in cfg.weights and not Path(own).is_file():
         return pipe.to(cfg.device).eval()
-    if int(pipe.t_start) > 0:
+    parts = list(ab.own_parts or [p for p in pipe.parts() if p != "denoiser"])
+    if int(pipe.t_start) > 0 and "denoiser" not in parts:
         denoiser = cfg.weights.get(ab.recipe) or weights_path(ab.recipe, cfg.size)
         if Path(denoiser).exists() or not cfg.untrained:  # untrained: random, for tests
             load_pipeline_weights(pipe, denoiser, parts=["denoiser"])
-    check_trained_t_start(recipe, Path(flow))
-    _check_variant_card(name, Path(flow))
-    load_pipeline_weights(pipe, flow, parts=[p for p in pipe.parts() if p != "denoiser"])
+    check_trained_t_start(recipe, Path(own))
+    _check_variant_card(name, Path(own))
+    load_pipeline_weights(pipe, own, parts=parts)
     return pipe.to(cfg.device).eval()
 
 
@@ -174,7 +189,7 @@ def _check_ablation_weights(cfg: StudyConfig, names: Sequence[str]) -> None:
     if missing:
         raise CheckpointError(
             f"the ablation study needs '{cfg.size}' weights for {', '.join(missing)}; train a "
-            "variant with `mrsisr train ftddm --set ...` (see docs/bench.md) and pass "
+            "variant with `mrsisr train RECIPE --set ...` (see docs/bench.md) and pass "
             "--weights VARIANT=RUN"
         )
 
@@ -187,16 +202,16 @@ def ablation_study(cfg: StudyConfig) -> StudyResult:
     """The ablations of the paper's Tables 2 and 3, scored on the same maps.
 
     Table 2 pits the flow alone (`t_start = 0`: the flow models `x_0`, 1 NFE) and the diffusion
-    model alone (DDPM, T = 1000) against FTDDM. Table 3 removes one ingredient from FTDDM's flow:
-    the mask channel of its condition, the MRI channels, or the guide loss. Here the ablated
+    model alone (FTDDM's scale-conditioned UNet trained on T = 1000, run like DDPM) against
+    FTDDM. Table 3 removes one ingredient from FTDDM's flow: the mask channel of its condition,
+    the MRI channels, or the guide loss. Here the ablated
     flows share FTDDM's truncated UNet (which keeps every condition), so Table 3 measures what
     each ingredient brings to the flow's start; the paper does not say whether it also retrained
     its UNet. Wilcoxon p-values are against FTDDM (the first row).
 
-    Weights: `ftddm` and `diffusion_only` use the shipped `ftddm` and `ddpm` weights; each other
-    variant a flow from `zoo/weights/ablation/` or `--weights VARIANT=RUN` (a run of
-    `mrsisr train ftddm --set ...` with that variant's overrides, see
-    [`ABLATIONS`][mrsisr.eval.studies.ablation.ABLATIONS]).
+    Weights: `ftddm` uses the shipped `ftddm` weights; each other variant its own from
+    `zoo/weights/ablation/` or `--weights VARIANT=RUN` (a run of `mrsisr train RECIPE --set ...`
+    with that variant's overrides, see [`ABLATIONS`][mrsisr.eval.studies.ablation.ABLATIONS]).
 
     Args:
         cfg: Study settings.

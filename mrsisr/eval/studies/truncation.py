@@ -68,6 +68,9 @@ def t_trunc_pipeline(
         t_trunc: The truncation step, at most the recipe's own.
         overrides: Further recipe overrides that keep the networks' shapes (e.g. the sampler).
 
+    A prior temperature calibrated for the initializer (`tau_f` in its card, written by
+    `benchmarks/calibrate_tau.py --record`) replaces the recipe's, unless `overrides` set one.
+
     Returns:
         The pipeline in eval mode on `cfg.device`; `None` when no initializer for `t_trunc` is
         available (random weights instead when `cfg.untrained`).
@@ -79,7 +82,7 @@ def t_trunc_pipeline(
     """
     from mrsisr.eval.studies.ablation import flat_keys
     from mrsisr.recipes import load_recipe
-    from mrsisr.weights import check_trained_t_start, load_pipeline_weights, weights_path
+    from mrsisr.weights import card_of, check_trained_t_start, load_pipeline_weights, weights_path
 
     native = _native_t_start(cfg, recipe)
     if int(t_trunc) == native:
@@ -88,12 +91,18 @@ def t_trunc_pipeline(
         raise MrsisrError(
             f"`t_trunc` {t_trunc}: {recipe}'s UNet is trained on t <= {native}; use 1-{native}"
         )
-    flat = {"pipeline.t_start": int(t_trunc), **flat_keys(study_overrides(cfg, overrides))}
-    built = load_recipe(recipe, size=cfg.size, overrides=flat)
     key = f"{recipe}-t{int(t_trunc)}"
     source = Path(cfg.weights.get(key) or t_trunc_weights_path(recipe, t_trunc, cfg.size))
     if key in cfg.weights and not source.exists():
         raise CheckpointError(f"--weights {key}={source}: no such file or run folder")
+    card = card_of(source) if source.exists() else None
+    calibrated = {} if card is None or "tau_f" not in card else {"initializer.tau_f": card["tau_f"]}
+    flat = {
+        "pipeline.t_start": int(t_trunc),
+        **calibrated,
+        **flat_keys(study_overrides(cfg, overrides)),
+    }
+    built = load_recipe(recipe, size=cfg.size, overrides=flat)
     if not source.exists():
         if not cfg.untrained:
             return None
