@@ -290,7 +290,7 @@ def load_weights_into(
     source: str | os.PathLike[str],
     rename: Mapping[str, str] | None = None,
     *,
-    grow: bool = False,
+    adapt: bool = False,
 ) -> None:
     """Load parts from a run folder, a weights file or a checkpoint folder.
 
@@ -300,8 +300,10 @@ def load_weights_into(
             folder (its EMA weights when present).
         rename: Part name → name it has in `source`, when they differ (e.g. the Flow Enhancer's
             `pre_network` is the `network` of a MUNet-FS-cWGAN run).
-        grow: Load into a larger network (see [`grow_state_dict`][mrsisr.weights.grow_state_dict])
-            instead of requiring the exact shapes.
+        adapt: Load from a network of the same layout that differs in its inputs instead of
+            requiring the exact shapes: a module's own `adapt_state_dict` (e.g. the UNet's, for
+            other input channels) runs first, then
+            [`grow_state_dict`][mrsisr.weights.grow_state_dict] fits smaller tensors in.
 
     Raises:
         CheckpointError: If the source is missing, unreadable, or lacks or mismatches a part.
@@ -313,7 +315,7 @@ def load_weights_into(
         for k, m in parts.items():
             name = rename.get(k, k)
             has_ema = any(key.startswith(f"ema.{name}.") for key in ck.weights)
-            _strict_load(m, ck.part_state_dict(name, ema=has_ema), source, k, grow=grow)
+            _strict_load(m, ck.part_state_dict(name, ema=has_ema), source, k, adapt=adapt)
         return
     file = source / WEIGHTS_FILE if source.is_dir() else source
     if not file.is_file():
@@ -333,7 +335,7 @@ def load_weights_into(
                 f"{file}: no weights for part '{prefix[:-1]}'; it has: {', '.join(have)} "
                 "(name one with --reuse STAGE=PATH#PART)"
             )
-        _strict_load(m, sd, file, k, grow=grow)
+        _strict_load(m, sd, file, k, adapt=adapt)
 
 
 def grow_state_dict(
@@ -402,10 +404,12 @@ def _strict_load(
     where: Path,
     part: str,
     *,
-    grow: bool = False,
+    adapt: bool = False,
 ) -> None:
     ref = module.state_dict()
-    if grow:
+    if adapt:
+        if hasattr(module, "adapt_state_dict"):
+            sd = module.adapt_state_dict(sd)
         try:
             sd, _, _ = grow_state_dict(ref, sd)
         except CheckpointError as exc:

@@ -57,20 +57,22 @@ ABLATION = sorted((weights_dir() / "ablation").glob("*.safetensors"))
 
 
 @pytest.mark.parametrize("path", ABLATION, ids=lambda p: p.stem)
-def test_shipped_ablation_flows_match_their_variant(path):
-    """Each shipped ablation flow was trained with its variant's overrides and loads into it."""
+def test_shipped_ablation_weights_match_their_variant(path):
+    """Each shipped ablation file was trained with its variant's overrides, holds the variant's
+    own parts and loads into it."""
     from mrsisr.eval.studies import ABLATIONS, StudyConfig, ablation_weights_path
     from mrsisr.eval.studies.ablation import ablation_pipeline, flat_keys
 
     card = json.loads(path.with_suffix(".json").read_text())
-    variant = path.stem.removeprefix("ftddm-").removesuffix(f"-{card['size']}")
-    assert ablation_weights_path(variant, card["size"]) == path
-    assert card["exported_parts"] == ["flow"]
+    variant = path.stem.removeprefix(f"{card['recipe']}-").removesuffix(f"-{card['size']}")
+    ab = ABLATIONS[variant]
+    assert ablation_weights_path(variant, card["size"]) == path and card["recipe"] == ab.recipe
+    assert card["exported_parts"] == list(ab.own_parts or ["flow"])
     trained = flat_keys(card["resolved_recipe"])
-    for key, value in flat_keys(ABLATIONS[variant].overrides).items():
+    for key, value in flat_keys(ab.overrides).items():
         assert trained[key] == value, key
     pipe = ablation_pipeline(StudyConfig(size=card["size"]), variant)
-    assert pipe.nfe == (1 if variant == "flow_only" else 101)
+    assert pipe.nfe == {"flow_only": 1, "diffusion_only": 1000}.get(variant, 101)
 
 
 TRUNCATION = sorted((weights_dir() / "truncation").glob("*.safetensors"))

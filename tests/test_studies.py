@@ -198,6 +198,8 @@ def test_ablation_study(cli, cohort5, tmp_path):
         "diffusion_only",
         "no_mask",
         "no_mri",
+        "no_mask_flow",
+        "no_mri_flow",
         "no_guide",
         "lr_input",
     ]
@@ -207,6 +209,8 @@ def test_ablation_study(cli, cohort5, tmp_path):
         "diffusion_only": 1000,
         "no_mask": 101,
         "no_mri": 101,
+        "no_mask_flow": 101,
+        "no_mri_flow": 101,
         "no_guide": 101,
         "lr_input": 0,
     }
@@ -218,6 +222,8 @@ def test_ablation_study(cli, cohort5, tmp_path):
     )
     assert rows["flow_only"]["tables"] == "2" and rows["ftddm"]["tables"] == "2,3"
     assert rows["flow_only"]["params"] < rows["no_mask"]["params"]
+    assert not rows["no_mask"]["unet_mask"] and rows["no_mask_flow"]["unet_mask"]
+    assert not rows["no_mri"]["unet_mri"] and rows["no_mri_flow"]["unet_mri"]
 
 
 def test_ablation_variant_pairs_ftddm_denoiser_with_its_own_flow(tmp_path):
@@ -235,15 +241,50 @@ def test_ablation_variant_pairs_ftddm_denoiser_with_its_own_flow(tmp_path):
     save_weights({"denoiser": ftddm.denoiser, "flow": ftddm.initializer.flow}, tmp_path / "f.st")
     save_weights({"flow": variant.initializer.flow}, tmp_path / "v.st")
     cfg = StudyConfig(
-        size="tiny", weights={"ftddm": str(tmp_path / "f.st"), "no_mask": str(tmp_path / "v.st")}
+        size="tiny",
+        weights={"ftddm": str(tmp_path / "f.st"), "no_mask_flow": str(tmp_path / "v.st")},
     )
-    pipe = ablation_pipeline(cfg, "no_mask")
+    pipe = ablation_pipeline(cfg, "no_mask_flow")
     for got, want in (
         (pipe.denoiser, ftddm.denoiser),
         (pipe.initializer.flow, variant.initializer.flow),
     ):
         w = want.state_dict()
         assert all(torch.equal(v, w[k]) for k, v in got.state_dict().items())
+
+
+def test_table3_variants_drop_the_ingredient_from_unet_and_flow(tmp_path, capsys):
+    """`no_mask` / `no_mri` are the paper's Table 3: their own UNet and flow both go without."""
+    from mrsisr.errors import CheckpointError
+    from mrsisr.eval.studies import StudyConfig
+    from mrsisr.eval.studies.ablation import ABLATIONS, _check_ablation_weights, ablation_pipeline
+    from mrsisr.weights import save_weights
+
+    torch.manual_seed(0)
+    for name, flags in (("no_mask", ("use_mask", "mask")), ("no_mri", ("use_mri", "mri"))):
+        ab = ABLATIONS[name]
+        variant = load_recipe("ftddm", size="tiny", overrides=ab.overrides).build()
+        parts = {"denoiser": variant.denoiser, "flow": variant.initializer.flow}
+        save_weights(parts, tmp_path / f"{name}.st")
+        cfg = StudyConfig(size="tiny", weights={name: str(tmp_path / f"{name}.st")})
+        pipe = ablation_pipeline(cfg, name)
+        assert getattr(pipe.denoiser, flags[0]) is False
+        assert pipe.denoiser.in_channels == variant.denoiser.in_channels < 5
+        w = variant.state_dict()
+        assert all(torch.equal(v, w[k]) for k, v in pipe.state_dict().items())
+        # a flow-only file (FTDDM's UNet) is not this variant
+        save_weights({"flow": variant.initializer.flow}, tmp_path / "flow.st")
+        with pytest.raises(CheckpointError, match="no weights for part 'denoiser'"):
+            ablation_pipeline(
+                StudyConfig(size="tiny", weights={name: str(tmp_path / "flow.st")}), name
+            )
+    # variants without weights (none are shipped at tiny size) are left out with a note;
+    # FTDDM's own, which the flow variants pair with, are required
+    cfg = StudyConfig(size="tiny", weights={"ftddm": str(tmp_path / "no_mask.st")})
+    kept = _check_ablation_weights(cfg, ["ftddm", "no_mask", "no_mask_flow"])
+    assert kept == ["ftddm"] and "variant 'no_mask' (ftddm-no_mask-tiny" in capsys.readouterr().err
+    with pytest.raises(CheckpointError, match="no_mask_flow \\(ftddm weights\\)"):
+        _check_ablation_weights(StudyConfig(size="tiny"), ["ftddm", "no_mask_flow"])
 
 
 def test_diffusion_only_is_the_scale_conditioned_unet_on_the_whole_chain(tmp_path):

@@ -282,7 +282,7 @@ def test_init_fine_tunes_from_given_weights(tmp_path):
     assert card["stages"][0]["initialized_from"] == str(src)
 
 
-def test_init_grow_adds_the_s_embedding_without_changing_the_network(tmp_path):
+def test_init_adapt_adds_the_s_embedding_without_changing_the_network(tmp_path):
     """A UNet without the s-embedding grown into one with it computes the same ε for any s."""
     from mrsisr.errors import CheckpointError
     from mrsisr.registries import BACKBONES
@@ -297,7 +297,7 @@ def test_init_grow_adds_the_s_embedding_without_changing_the_network(tmp_path):
     path = save_weights({"denoiser": small}, tmp_path / "ddpm.safetensors")
     with pytest.raises(CheckpointError, match="does not fit"):
         load_weights_into({"denoiser": big}, path)
-    load_weights_into({"denoiser": big}, path, grow=True)
+    load_weights_into({"denoiser": big}, path, adapt=True)
     g = torch.Generator().manual_seed(1)
     x, img = torch.randn(3, 1, 16, 16, generator=g), torch.rand(3, 1, 16, 16, generator=g)
     t = torch.tensor([5, 50, 500])
@@ -317,4 +317,35 @@ def test_init_grow_adds_the_s_embedding_without_changing_the_network(tmp_path):
     # growing is one way only: the larger network does not fit into the smaller one
     back = save_weights({"denoiser": big}, tmp_path / "ftddm.safetensors")
     with pytest.raises(CheckpointError, match="target network lacks"):
-        load_weights_into({"denoiser": small}, back, grow=True)
+        load_weights_into({"denoiser": small}, back, adapt=True)
+
+
+def test_init_adapt_drops_the_input_channels_a_table3_unet_does_not_read():
+    """FTDDM's UNet into one without the mask (or the MRIs): the kept channels keep their
+    weights, so on inputs whose dropped channels are zero the two compute the same."""
+    from mrsisr.registries import BACKBONES
+    from mrsisr.types import Condition
+    from mrsisr.weights import _strict_load
+
+    kw = dict(model_channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(),
+              num_heads=1, image_size=16)  # fmt: skip
+    torch.manual_seed(0)
+    full = BACKBONES.build("unet", **kw).eval()
+    g = torch.Generator().manual_seed(1)
+    x, img = torch.randn(2, 1, 16, 16, generator=g), torch.rand(2, 1, 16, 16, generator=g)
+    zero = torch.zeros_like(img)
+    t, s = torch.tensor([3, 70]), torch.full((2,), 4.0)
+    for flags, cond in (
+        ({"use_mask": False}, Condition(mask=zero, lr=img, t1=img, flair=img.flip(-1), scale=s)),
+        ({"use_mri": False}, Condition(mask=img > 0.5, lr=img, t1=zero, flair=zero, scale=s)),
+    ):
+        part = BACKBONES.build("unet", **kw, **flags).eval()
+        assert part.in_channels < full.in_channels
+        _strict_load(part, full.state_dict(), ROOT, "denoiser", adapt=True)
+        with torch.no_grad():
+            torch.testing.assert_close(part(x, t, cond), full(x, t, cond))
+        # and back: a channel the source never read starts at zero
+        again = BACKBONES.build("unet", **kw).eval()
+        _strict_load(again, part.state_dict(), ROOT, "denoiser", adapt=True)
+        with torch.no_grad():
+            torch.testing.assert_close(again(x, t, cond), full(x, t, cond))

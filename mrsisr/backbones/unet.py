@@ -31,7 +31,7 @@ Examples:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -192,6 +192,11 @@ class _Step(nn.Module):
         return x
 
 
+def _input_names(use_mask: bool, use_mri: bool) -> tuple[str, ...]:
+    mask = ("mask",) if use_mask else ()
+    return ("x_t", *mask, "lr", *(("t1", "flair") if use_mri else ()))
+
+
 @BACKBONES.register("unet")
 class UNet(nn.Module):
     """ADM-style denoising UNet eps_theta(y, x_t, t, s) (SPEC §3); 30.3M params at paper size.
@@ -303,6 +308,44 @@ class UNet(nn.Module):
         self.out = nn.Sequential(
             group_norm(ch), nn.SiLU(), _zero(nn.Conv2d(ch, out_channels, 3, padding=1))
         )
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        """The input channels in order: `x_t`, then `mask`, `lr`, `t1`, `flair` as used."""
+        return _input_names(self.use_mask, self.use_mri)
+
+    def adapt_state_dict(self, state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """Rearrange a UNet's weights that read other input channels into this one's layout.
+
+        The input channels are determined by their number (5: all, 4: no mask, 3: no MRIs, 2:
+        neither), so the first convolution's columns can be matched by name: a channel this UNet
+        reads and the source did not starts at zero, one the source read and this UNet does not
+        is dropped. This lets a UNet without the mask or the MRIs (Table 3) start from FTDDM's.
+
+        Args:
+            state: A UNet state dict (e.g. from a weights file).
+
+        Returns:
+            The state dict with the first convolution's weight in this UNet's input layout
+            (unchanged when the layouts already agree or the source is not a UNet's).
+        """
+        key = "input_blocks.0.layers.0.weight"
+        out = dict(state)
+        weight = out.get(key)
+        layouts = {
+            len(n): n for n in (_input_names(m, r) for m in (True, False) for r in (True, False))
+        }
+        if weight is None or weight.dim() != 4 or weight.shape[1] not in layouts:
+            return out
+        source = layouts[weight.shape[1]]
+        if source == self.input_names:
+            return out
+        cols = [
+            weight[:, source.index(n)] if n in source else torch.zeros_like(weight[:, 0])
+            for n in self.input_names
+        ]
+        out[key] = torch.stack(cols, dim=1)
+        return out
 
     def embed(self, t: Tensor, scale: Tensor | None) -> Tensor:
         """The `(t, s)` embedding `e = concat(MLP_t(sinusoid(t)), MLP_s(s))`.

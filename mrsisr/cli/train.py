@@ -84,12 +84,13 @@ def train_cmd(
             "repeatable)."
         ),
     ] = None,
-    init_grow: Annotated[
+    init_adapt: Annotated[
         bool,
         typer.Option(
-            "--init-grow",
-            help="Let --init weights come from a smaller network of the same layout (e.g. the "
-            "ddpm UNet into one with the s-embedding): the new entries start at zero.",
+            "--init-adapt",
+            help="Let --init weights come from a network that differs in its inputs: the ddpm "
+            "UNet into one with the s-embedding, a UNet with the mask and MRIs into one without "
+            "(new entries start at zero, dropped input channels are left out).",
         ),
     ] = False,
     precision: PrecisionOption = "fp32",
@@ -118,7 +119,7 @@ def train_cmd(
         device=device,
         precision=precision,
         compile=compile_,
-        init_grow=init_grow,
+        init_adapt=init_adapt,
     )
     results = train_recipe(
         name,

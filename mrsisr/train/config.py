@@ -38,9 +38,10 @@ class TrainConfig:
             and EMA stay float32. See [`mrsisr.runtime`][mrsisr.runtime].
         compile: A `torch.compile` backend for the loss computation (`inductor`, or `aot_eager`
             / `eager` to check tracing), or `None`.
-        init_grow: Let `init` weights come from a smaller network of the same layout (e.g. the
-            DDPM UNet into FTDDM's, which adds the s-embedding); see
-            [`grow_state_dict`][mrsisr.weights.grow_state_dict].
+        init_adapt: Let `init` weights come from a network of the same layout that differs in
+            its inputs: the DDPM UNet into FTDDM's (the s-embedding is new), FTDDM's UNet into
+            one without the mask or the MRIs (Table 3); see `adapt` of
+            [`load_weights_into`][mrsisr.weights.load_weights_into].
     """
 
     steps: int = 1000
@@ -56,7 +57,7 @@ class TrainConfig:
     warmup_steps: int | None = None
     precision: str = "fp32"
     compile: str | None = None
-    init_grow: bool = False
+    init_adapt: bool = False
 
     def __post_init__(self) -> None:
         check_runtime(self.precision, self.compile)

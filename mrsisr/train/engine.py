@@ -167,7 +167,7 @@ class Trainer:
             "reuse": {k: str(v) for k, v in sorted(self.reuse.items())},
             "init": {k: str(v) for k, v in sorted(self.init.items())},
             "precision": cfg.precision,  # absent from older run folders: not checked there
-            **({"init_grow": True} if cfg.init_grow else {}),
+            **({"init_adapt": True} if cfg.init_adapt else {}),
         }
 
     def _claim_run_folder(self, resume: bool) -> RunLock:
@@ -186,7 +186,7 @@ class Trainer:
             result.reused_from = str(self.reuse[stage.name])
             return result
         if stage.name in self.init:  # fine-tuning: start from these weights, then train
-            self._load_stage(stage, self.init[stage.name], "`init`", grow=cfg.init_grow)
+            self._load_stage(stage, self.init[stage.name], "`init`", adapt=cfg.init_adapt)
             result.initialized_from = str(self.init[stage.name])
         for module in stage.frozen.values():
             module.requires_grad_(False)
@@ -361,14 +361,14 @@ class Trainer:
             stage.modules[k].load_state_dict(ema.module.state_dict())
         return result
 
-    def _load_stage(self, stage: Stage, source: Path, flag: str, grow: bool = False) -> None:
+    def _load_stage(self, stage: Stage, source: Path, flag: str, adapt: bool = False) -> None:
         path, _, part = str(source).partition("#")
         if part and len(stage.modules) != 1:
             raise MrsisrError(
                 f"{flag} {stage.name}=...#{part}: stage '{stage.name}' has several parts"
             )
         rename = {k: part for k in stage.modules} if part else None
-        load_weights_into(stage.modules, path, rename, grow=grow)
+        load_weights_into(stage.modules, path, rename, adapt=adapt)
 
     def _make_emas(self, stage: Stage) -> dict[str, Any]:
         from timm.utils import ModelEmaV3

@@ -3,6 +3,7 @@ ingredient (Table 3)."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -36,13 +37,15 @@ class Ablation:
         recipe: Zoo recipe it is built from.
         overrides: Recipe overrides that make the variant.
         tables: The paper's tables it belongs to.
-        mask: The flow is conditioned on the quality mask (the UNet always is).
-        mri: The flow is conditioned on T1 and FLAIR (the UNet always is).
+        mask: The flow is conditioned on the quality mask.
+        mri: The flow is conditioned on T1 and FLAIR.
         guide: The flow was trained with the guide loss (`None`: there is no flow).
         t_trunc: Truncation step (0: the flow alone; 1000: the diffusion model alone).
         own_weights: The variant needs its own trained weights (else it is a shipped recipe).
         own_parts: The parts its own weights hold; `None`: every part but the denoiser (a flow
             paired with the recipe's shipped UNet).
+        unet_mask: The UNet reads the quality mask.
+        unet_mri: The UNet reads T1 and FLAIR.
     """
 
     recipe: str
@@ -54,7 +57,12 @@ class Ablation:
     t_trunc: int = 100
     own_weights: bool = True
     own_parts: tuple[str, ...] | None = None
+    unet_mask: bool = True
+    unet_mri: bool = True
 
+
+NO_MASK_FLOW = {"mask_channel": False, "flow": {"cond_channels": 3}}
+NO_MRI_FLOW = {"mri": False, "flow": {"cond_channels": 2}}
 
 ABLATIONS: dict[str, Ablation] = {
     "ftddm": Ablation("ftddm", {}, (2, 3), own_weights=False),
@@ -69,20 +77,31 @@ ABLATIONS: dict[str, Ablation] = {
     ),
     "no_mask": Ablation(
         "ftddm",
-        {"initializer": {"mask_channel": False, "flow": {"cond_channels": 3}}},
+        {"initializer": NO_MASK_FLOW, "denoiser": {"use_mask": False}},
         (3,),
         mask=False,
+        unet_mask=False,
+        own_parts=("denoiser", "flow"),
     ),
     "no_mri": Ablation(
-        "ftddm", {"initializer": {"mri": False, "flow": {"cond_channels": 2}}}, (3,), mri=False
+        "ftddm",
+        {"initializer": NO_MRI_FLOW, "denoiser": {"use_mri": False}},
+        (3,),
+        mri=False,
+        unet_mri=False,
+        own_parts=("denoiser", "flow"),
     ),
+    "no_mask_flow": Ablation("ftddm", {"initializer": NO_MASK_FLOW}, (3,), mask=False),
+    "no_mri_flow": Ablation("ftddm", {"initializer": NO_MRI_FLOW}, (3,), mri=False),
     "no_guide": Ablation("ftddm", {"initializer": {"guide_weight": 0.0}}, (3,), guide=False),
 }
 """The ablation variants by name. `ftddm` is the shipped FTDDM. `diffusion_only` is Table 2's
 "diffusion only" row: FTDDM's UNet, with the s-embedding, trained on the whole chain (T = 1000) and
 run from Gaussian noise like DDPM (the `ddpm` recipe with `denoiser.use_scale = true`), with its
-own UNet weights. The others pair FTDDM's shipped truncated UNet with a flow trained like FTDDM's
-(same steps, batch, seed) but without one ingredient."""
+own UNet weights. `no_mask` and `no_mri` are Table 3 as the paper has it: neither the UNet nor the
+flow sees the mask (the MRIs), with their own UNet and flow. `no_mask_flow`, `no_mri_flow` and
+`no_guide` pair FTDDM's shipped truncated UNet with a flow trained like FTDDM's (same steps,
+batch, seed) but without one ingredient: what that ingredient brings to the flow's start."""
 
 
 def ablation_weights_path(variant: str, size: str) -> Path:
@@ -172,26 +191,42 @@ def _check_variant_card(name: str, source: Path) -> None:
             )
 
 
-def _check_ablation_weights(cfg: StudyConfig, names: Sequence[str]) -> None:
+def _check_ablation_weights(cfg: StudyConfig, names: Sequence[str]) -> list[str]:
+    """The variants to run: those whose weights are available (a note names the others).
+
+    Raises:
+        CheckpointError: If a recipe's own weights (FTDDM's, which every flow variant pairs
+            with) are missing.
+    """
     from mrsisr.weights import weights_path
 
     if cfg.untrained:
-        return
-    missing = []
+        return list(names)
+    missing, skipped = [], []
     for name in names:
         ab = ABLATIONS[name]
         if name in cfg.weights:
             continue
-        if not weights_path(ab.recipe, cfg.size).is_file() and ab.recipe not in cfg.weights:
+        pairs_with_recipe = not ab.own_weights or ab.own_parts is None
+        has_recipe = ab.recipe in cfg.weights or weights_path(ab.recipe, cfg.size).is_file()
+        if pairs_with_recipe and not has_recipe:
             missing.append(f"{name} ({ab.recipe} weights)")
         elif ab.own_weights and not ablation_weights_path(name, cfg.size).is_file():
-            missing.append(name)
+            skipped.append(name)
     if missing:
         raise CheckpointError(
             f"the ablation study needs '{cfg.size}' weights for {', '.join(missing)}; train a "
             "variant with `mrsisr train RECIPE --set ...` (see docs/bench.md) and pass "
             "--weights VARIANT=RUN"
         )
+    for name in skipped:
+        print(
+            f"note: no '{cfg.size}' weights for the ablation variant '{name}' "
+            f"({ablation_weights_path(name, cfg.size).name}); its row is left out "
+            f"(train it as docs/bench.md says and pass --weights {name}=RUN)",
+            file=sys.stderr,
+        )
+    return [n for n in names if n not in skipped]
 
 
 @STUDIES.register(
@@ -203,11 +238,11 @@ def ablation_study(cfg: StudyConfig) -> StudyResult:
 
     Table 2 pits the flow alone (`t_start = 0`: the flow models `x_0`, 1 NFE) and the diffusion
     model alone (FTDDM's scale-conditioned UNet trained on T = 1000, run like DDPM) against
-    FTDDM. Table 3 removes one ingredient from FTDDM's flow: the mask channel of its condition,
-    the MRI channels, or the guide loss. Here the ablated
-    flows share FTDDM's truncated UNet (which keeps every condition), so Table 3 measures what
-    each ingredient brings to the flow's start; the paper does not say whether it also retrained
-    its UNet. Wilcoxon p-values are against FTDDM (the first row).
+    FTDDM. Table 3 removes one ingredient: the quality mask or the MRIs from both the UNet and
+    the flow (`no_mask`, `no_mri`, as the paper), the same from the flow alone with FTDDM's UNet
+    (`no_mask_flow`, `no_mri_flow`: what the ingredient brings to the flow's start), or the
+    guide loss (`no_guide`). Wilcoxon p-values are against FTDDM (the first row). A variant
+    whose weights are not available is left out with a note.
 
     Weights: `ftddm` uses the shipped `ftddm` weights; each other variant its own from
     `zoo/weights/ablation/` or `--weights VARIANT=RUN` (a run of `mrsisr train RECIPE --set ...`
@@ -217,11 +252,10 @@ def ablation_study(cfg: StudyConfig) -> StudyResult:
         cfg: Study settings.
 
     Returns:
-        The result (columns `tables`, `mask`, `mri`, `guide`, `t_trunc`); figure: SSIM and PSNR
-        of each variant per scale.
+        The result (columns `tables`, `mask`, `mri` (the flow's condition), `unet_mask`,
+        `unet_mri`, `guide`, `t_trunc`); figure: SSIM and PSNR of each variant per scale.
     """
-    names = list(ABLATIONS)
-    _check_ablation_weights(cfg, names)
+    names = _check_ablation_weights(cfg, list(ABLATIONS))
     variants = []
     for name in names:
         ab = ABLATIONS[name]
@@ -230,6 +264,8 @@ def ablation_study(cfg: StudyConfig) -> StudyResult:
             "tables": ",".join(map(str, ab.tables)),
             "mask": ab.mask,
             "mri": ab.mri,
+            "unet_mask": ab.unet_mask,
+            "unet_mri": ab.unet_mri,
             "guide": ab.guide,
             "t_trunc": ab.t_trunc,
         }
