@@ -24,8 +24,14 @@ def _run(cli, cohort5, tmp_path, name, *extra):
     return {r["variant"]: r for r in data["rows"]}
 
 
+@pytest.mark.slow  # the DDPM-1000 reference; the default run covers the rest with --skip-slow
+def test_truncation_study_has_the_ddpm_1000_reference(cli, cohort5, tmp_path):
+    rows = _run(cli, cohort5, tmp_path, "truncation", "--steps", "5")
+    assert rows["ddpm-1000"]["nfe"] == 1000 and rows["ddpm-1000"]["method"] == "ddpm"
+
+
 def test_truncation_study(cli, cohort5, tmp_path):
-    rows = _run(cli, cohort5, tmp_path, "truncation", "--steps", "10,5")
+    rows = _run(cli, cohort5, tmp_path, "truncation", "--steps", "10,5", "--skip-slow")
     nfe = {k: r["nfe"] for k, r in rows.items()}
     assert nfe == {
         "respace-10": 10,
@@ -360,3 +366,34 @@ def test_interrupted_study_resumes_from_the_rows_it_scored(cli, cohort5, tmp_pat
     for k, r in fresh.items():
         assert rows[k]["ssim_mean"] == pytest.approx(r["ssim_mean"], abs=1e-6), k
         assert rows[k]["nfe"] == r["nfe"]
+
+
+def test_line_plot_draws_the_reference_as_a_line_not_a_point(tmp_path, monkeypatch):
+    """Fig. 5's DDPM-1000 is a dashed level, so the NFE axis stays at the fast samplers' range."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from mrsisr.eval.figures import line_plot
+    from mrsisr.eval.studies import StudyResult
+
+    def row(variant, method, nfe, ssim):
+        return {"variant": variant, "method": method, "nfe": nfe, "scale": 4, "n_maps": 3,
+                "ssim_mean": ssim, "psnr_mean": 20 + ssim}  # fmt: skip
+
+    rows = [
+        row("a-10", "a", 10, 0.8),
+        row("a-20", "a", 20, 0.85),
+        row("ddpm-1000", "ddpm", 1000, 0.9),
+    ]
+    result = StudyResult("truncation", rows, {"size": "tiny", "data": "phantom"}, "cpu")
+    figs = []
+    monkeypatch.setattr(plt.Figure, "savefig", lambda self, *a, **k: figs.append(self))
+    line_plot(result, tmp_path / "x.png", x="nfe", ys=["ssim"], group="method", xlabel="NFE",
+              reference="ddpm")  # fmt: skip
+    (ax,) = figs[0].axes
+    assert ax.get_xlim()[1] < 100  # no point at NFE 1000
+    levels = [ln.get_ydata()[0] for ln in ax.get_lines() if ln.get_linestyle() == "--"]
+    assert levels == [0.9]
+    assert any("ddpm-1000 (3 maps)" == t.get_text() for t in ax.get_legend().get_texts())

@@ -242,7 +242,10 @@ def bench_table(result) -> Table:  # noqa: ANN001
 
 def study_cmd(
     name: Annotated[
-        str, typer.Argument(help="Study: truncation, solver, scale, sharpness or ablation.")
+        str,
+        typer.Argument(
+            help="Study: truncation, solver, scale, sharpness, ablation or consistency."
+        ),
     ],
     size: SizeOption = "small",
     data: Annotated[
@@ -279,8 +282,16 @@ def study_cmd(
     ] = False,
     consistency: ConsistencyOption = "none",
     slow_limit: Annotated[
-        int, typer.Option(min=1, help="Maps per scale for 1000-NFE models (consistency study).")
+        int,
+        typer.Option(
+            min=1,
+            help="Maps per scale for 1000-NFE rows (the truncation study's DDPM-1000, the "
+            "ablation's diffusion_only, DDPM in the consistency study): the first of the same maps.",
+        ),
     ] = 20,
+    skip_slow: Annotated[
+        bool, typer.Option("--skip-slow", help="Leave the 1000-NFE rows out (a quick mode).")
+    ] = False,
     models: Annotated[
         str | None,
         typer.Option(
@@ -290,10 +301,11 @@ def study_cmd(
 ) -> None:
     """Run one of the paper's studies and write its table (JSON, CSV) and figure (PNG).
 
-    truncation: quality vs NFE for respace, DPM-Solver++, TDPM, FTDDM (Fig. 5); solver: FTDDM
-    with DPM-Solver++ (Table 4); scale: conditioned vs actual upscaling factor (Fig. 6);
-    sharpness: the tau_d sweep with PSNR, SSIM and LPIPS (Fig. 7); ablation: flow only,
-    diffusion only, both (Table 2) and FTDDM's flow without mask, MRIs or guide loss (Table 3).
+    truncation: quality vs NFE for respace, DPM-Solver++, TDPM, FTDDM, DDPM-1000 as reference
+    (Fig. 5); solver: FTDDM with DPM-Solver++ at each truncation (Table 4); scale: conditioned vs
+    actual upscaling factor (Fig. 6); sharpness: the tau_d sweep with PSNR, SSIM and LPIPS
+    (Fig. 7); ablation: flow only, diffusion only, both (Table 2) and FTDDM without mask, MRIs
+    or guide loss (Table 3); consistency: every model with and without k-space data consistency.
     """
     from mrsisr.eval.studies import STUDY_MARKER, StudyConfig
     from mrsisr.outputs import prepare_out
@@ -316,6 +328,7 @@ def study_cmd(
         steps=parse_list(steps, "--steps", int),
         consistency=consistency,
         slow_limit=slow_limit,
+        skip_slow=skip_slow,
         models=parse_list(models, "--models") if models else None,
         resume_dir=out,  # rows scored by an interrupted run with the same settings are kept
     )

@@ -107,7 +107,15 @@ def study_title(result: Any, n: int) -> str:
     return text + (" RANDOM WEIGHTS" if cfg.get("untrained") else "")
 
 
-def line_plot(result: Any, png: Path, x: str, ys: Sequence[str], group: str, xlabel: str) -> None:
+def line_plot(
+    result: Any,
+    png: Path,
+    x: str,
+    ys: Sequence[str],
+    group: str,
+    xlabel: str,
+    reference: str | None = None,
+) -> None:
     """One panel per (metric, scale): a line per `group` value over `x`; the LR input dotted.
 
     Args:
@@ -117,10 +125,14 @@ def line_plot(result: Any, png: Path, x: str, ys: Sequence[str], group: str, xla
         ys: Metrics, one row of panels each (e.g. `["ssim", "psnr"]`).
         group: Row key that makes one line per value (e.g. `method`).
         xlabel: The x axis label.
+        reference: A `group` value drawn as a dashed horizontal line (e.g. DDPM-1000 in Fig. 5)
+            instead of a point far out on the x axis.
     """
     plt = _pyplot()
 
-    rows = [r for r in result.rows if r["variant"] != "lr_input"]
+    everything = [r for r in result.rows if r["variant"] != "lr_input"]
+    refs = [r for r in everything if reference is not None and r[group] == reference]
+    rows = [r for r in everything if r not in refs]
     scales = sorted({r["scale"] for r in rows}, reverse=True)
     fig, axes = plt.subplots(
         len(ys), len(scales), figsize=(3.2 * len(scales), 2.6 * len(ys)), squeeze=False
@@ -133,6 +145,9 @@ def line_plot(result: Any, png: Path, x: str, ys: Sequence[str], group: str, xla
                     (r[x], r[f"{y}_mean"]) for r in rows if r[group] == g and r["scale"] == s
                 )
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=str(g), ms=3)
+            for r in (r for r in refs if r["scale"] == s and r.get(f"{y}_mean") is not None):
+                label = f"{r['variant']} ({r['n_maps']} maps)"
+                ax.axhline(r[f"{y}_mean"], color="black", ls="--", lw=1, label=label)
             base = [r for r in result.rows if r["variant"] == "lr_input" and r["scale"] == s]
             if base and base[0].get(f"{y}_mean") is not None:
                 ax.axhline(base[0][f"{y}_mean"], color="gray", ls=":", lw=1, label="LR input")

@@ -58,7 +58,10 @@ class StudyConfig:
         progress: Show progress bars.
         consistency: `"kspace"` adds k-space data consistency to every pipeline of the study
             (see [`mrsisr.consistency`][mrsisr.consistency]); `"none"` runs them as published.
-        slow_limit: Maps per scale for 1000-NFE models where a study runs them on fewer maps.
+        slow_limit: Maps per scale for 1000-NFE models (DDPM-1000, `diffusion_only`): the first
+            of the same seeded maps, so their p-values pair on those.
+        skip_slow: Leave out the 1000-NFE rows (a quick mode): the truncation study's DDPM-1000
+            reference, the ablation's `diffusion_only`, DDPM in the consistency study.
         models: Recipes to compare, for studies that take a list (`None`: the study's own).
         resume_dir: Folder that keeps each row's per-map scores as they are measured
             (`.NAME.partial.json`, a [`ScoreCache`][mrsisr.eval.cache.ScoreCache]); a run with
@@ -79,6 +82,7 @@ class StudyConfig:
     progress: bool = True
     consistency: str = "none"
     slow_limit: int = 20
+    skip_slow: bool = False
     models: Sequence[str] | None = None
     resume_dir: str | None = None
 
@@ -372,6 +376,7 @@ def run_variants(
         data=cfg.data,
         fold=cfg.fold,
         limit=cfg.limit if limit is None else limit,
+        slow_limit=cfg.slow_limit,
         seed=cfg.seed,
         device=cfg.device,
         uq_samples=0,

@@ -58,6 +58,8 @@ def consistency_study(cfg: StudyConfig) -> StudyResult:
     for name in names:
         plain = study_pipeline(cfg, name)
         slow = int(plain.nfe) >= 500
+        if slow and cfg.skip_slow:
+            continue
         limit = cfg.limit if not slow or cfg.limit is None else min(cfg.limit, cfg.slow_limit)
         result = run_bench(
             [(name, plain), (f"{name}+dc", study_pipeline(cfg, name, DC))],

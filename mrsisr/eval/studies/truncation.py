@@ -137,6 +137,8 @@ def truncation_study(cfg: StudyConfig) -> StudyResult:
     to draw `x_K` ([`t_trunc_pipeline`][mrsisr.eval.studies.truncation.t_trunc_pipeline]), NFE
     K + 1. Where no such initializer is shipped or given, the row is the T_trunc = 100 model with
     its chain respaced to K steps instead, labelled `<recipe>-respaced-K`, and a note says so.
+    DDPM with its full 1000-step chain is the reference line (`ddpm-1000`, on `cfg.slow_limit`
+    maps per scale; left out with `cfg.skip_slow`).
 
     Args:
         cfg: Study settings (`cfg.steps` are the K values).
@@ -185,9 +187,19 @@ def truncation_study(cfg: StudyConfig) -> StudyResult:
                 }
                 pipe = study_pipeline(cfg, recipe, sampling_overrides(recipe, cfg.size, steps=k))
             variants.append((info, pipe))
+    if not cfg.skip_slow:
+        reference = {"variant": "ddpm-1000", "method": "ddpm", "steps": 1000, "t_trunc": 1000}
+        variants.append((reference, study_pipeline(cfg, "ddpm")))
     return run_variants(
         cfg,
         "truncation",
         variants,
-        partial(line_plot, x="nfe", ys=["ssim", "psnr"], group="method", xlabel="NFE"),
+        partial(
+            line_plot,
+            x="nfe",
+            ys=["ssim", "psnr"],
+            group="method",
+            xlabel="NFE",
+            reference="ddpm",
+        ),
     )
