@@ -117,3 +117,32 @@ def test_bench_cli_precision(cli, cohort5, tmp_path):
     res = cli("bench", "--models", "ftddm", "--precision", "fp64", "--out", str(tmp_path / "c"))
     assert res.exit_code == 2 and "--precision 'fp64'" in res.output
     assert not (tmp_path / "c").exists()
+
+
+def test_cpu_adam_is_fused_and_agrees_with_the_loop():
+    """The engine's CPU Adam (fused) gives the weights of Adam's per-parameter loop to float
+    rounding."""
+    import copy
+
+    from mrsisr.registries import BACKBONES
+    from mrsisr.runtime import optimizer_options
+
+    assert optimizer_options("cpu") == {"fused": True}
+    torch.manual_seed(0)
+    net = BACKBONES.build("unet", model_channels=8, channel_mult=(1, 2), num_res_blocks=1,
+                          attention_resolutions=(16,), num_heads=1, image_size=16)  # fmt: skip
+    nets = [copy.deepcopy(net), copy.deepcopy(net)]
+    opts = [
+        torch.optim.Adam(nets[0].parameters(), lr=1e-3, betas=(0.5, 0.9), weight_decay=1e-4,
+                         foreach=False),
+        torch.optim.Adam(nets[1].parameters(), lr=1e-3, betas=(0.5, 0.9), weight_decay=1e-4,
+                         **optimizer_options("cpu")),
+    ]  # fmt: skip
+    for step in range(5):
+        for m, opt in zip(nets, opts):
+            opt.zero_grad()
+            sum(p.square().sum() * (step + 1) for p in m.parameters()).backward()
+            opt.step()
+    for a, b in zip(nets[0].parameters(), nets[1].parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+    assert not torch.equal(next(net.parameters()), next(nets[0].parameters()))  # it did train
