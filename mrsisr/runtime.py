@@ -102,10 +102,10 @@ def optimizer_options(device: str | torch.device) -> dict[str, Any]:
     """Extra `torch.optim.Adam` arguments: the fused kernel, on CUDA and on CPU.
 
     The fused kernel updates every parameter in one pass and agrees with Adam's default
-    per-parameter loop to float rounding (about 3e-8 on a step; tested). On CPU it took 18 ms
-    against 87 ms for the loop on the Flow Enhancer's pre-network (934 tensors, 4.1M weights),
-    where the optimiser was the largest cost outside the network
-    (`benchmarks/train_speed.py --adam-loop`, docs/training.md).
+    per-parameter loop to float rounding (tested). On CPU its step took 29 ms against 145 ms for
+    the loop on the Flow Enhancer's pre-network (934 tensors, 4.1M weights), where the optimiser
+    was the largest cost outside the network (`benchmarks/train_speed.py --adam-loop`,
+    docs/training.md).
 
     Args:
         device: Torch device.
