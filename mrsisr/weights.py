@@ -221,6 +221,22 @@ def load_pipeline_weights(
     load_weights_into(wanted, file)
 
 
+def initializer_parts(pipeline: Any) -> list[str]:
+    """The trained parts of a pipeline besides its denoiser: what an initializer file holds.
+
+    Uncounted training-only parts (a GAN's discriminator) are left out: runs do not keep them.
+
+    Args:
+        pipeline: A built pipeline.
+
+    Returns:
+        Part names, e.g. `["flow"]` (FTDDM) or `["generator"]` (TDPM).
+    """
+    return [
+        p for p, (_, counted) in pipeline_parts(pipeline).items() if p != "denoiser" and counted
+    ]
+
+
 def card_of(source: Path) -> dict[str, Any] | None:
     """Read the card of a weights file (`<stem>.json`) or a run folder (`card.json`).
 

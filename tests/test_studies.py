@@ -106,6 +106,30 @@ def test_t_trunc_pipeline_pairs_the_unet_with_an_initializer_for_that_step(tmp_p
         t_trunc_pipeline(cfg, "ftddm", 200)
 
 
+def test_t_trunc_pipeline_loads_a_tdpm_generator_saved_without_its_discriminator(tmp_path):
+    """A TDPM run keeps the generator, not the critic: its truncation file is the generator."""
+    from mrsisr.eval.studies import StudyConfig
+    from mrsisr.eval.studies.truncation import t_trunc_pipeline
+    from mrsisr.weights import initializer_parts, save_weights
+
+    torch.manual_seed(3)
+    tdpm = load_recipe("tdpm", size="tiny").build()
+    assert initializer_parts(tdpm) == ["generator"]
+    save_weights({"denoiser": tdpm.denoiser}, tmp_path / "unet.safetensors")
+    save_weights({"generator": tdpm.initializer.generator}, tmp_path / "g5.safetensors")
+    (tmp_path / "g5.json").write_text(json.dumps({"resolved_recipe": {"pipeline": {"t_start": 5}}}))
+    cfg = StudyConfig(
+        size="tiny",
+        weights={
+            "tdpm": str(tmp_path / "unet.safetensors"),
+            "tdpm-t5": str(tmp_path / "g5.safetensors"),
+        },
+    )
+    pipe = t_trunc_pipeline(cfg, "tdpm", 5)
+    want = tdpm.initializer.generator.state_dict()
+    assert all(torch.equal(v, want[k]) for k, v in pipe.initializer.generator.state_dict().items())
+
+
 def test_solver_study(cli, cohort5, tmp_path):
     rows = _run(cli, cohort5, tmp_path, "solver")
     nfe = {k: r["nfe"] for k, r in rows.items() if k != "lr_input"}

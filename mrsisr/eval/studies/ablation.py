@@ -132,7 +132,12 @@ def ablation_pipeline(cfg: StudyConfig, name: str) -> Any:
         The variant's pipeline, in eval mode on `cfg.device`.
     """
     from mrsisr.recipes import load_recipe
-    from mrsisr.weights import check_trained_t_start, load_pipeline_weights, weights_path
+    from mrsisr.weights import (
+        check_trained_t_start,
+        initializer_parts,
+        load_pipeline_weights,
+        weights_path,
+    )
 
     ab = ABLATIONS[name]
     if not ab.own_weights:
@@ -144,7 +149,7 @@ def ablation_pipeline(cfg: StudyConfig, name: str) -> Any:
     own = cfg.weights.get(name) or ablation_weights_path(name, cfg.size)
     if cfg.untrained and name not in cfg.weights and not Path(own).is_file():
         return pipe.to(cfg.device).eval()
-    parts = list(ab.own_parts or [p for p in pipe.parts() if p != "denoiser"])
+    parts = list(ab.own_parts or initializer_parts(pipe))
     if int(pipe.t_start) > 0 and "denoiser" not in parts:
         denoiser = cfg.weights.get(ab.recipe) or weights_path(ab.recipe, cfg.size)
         if Path(denoiser).exists() or not cfg.untrained:  # untrained: random, for tests

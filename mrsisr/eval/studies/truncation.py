@@ -82,7 +82,13 @@ def t_trunc_pipeline(
     """
     from mrsisr.eval.studies.ablation import flat_keys
     from mrsisr.recipes import load_recipe
-    from mrsisr.weights import card_of, check_trained_t_start, load_pipeline_weights, weights_path
+    from mrsisr.weights import (
+        card_of,
+        check_trained_t_start,
+        initializer_parts,
+        load_pipeline_weights,
+        weights_path,
+    )
 
     native = _native_t_start(cfg, recipe)
     if int(t_trunc) == native:
@@ -114,7 +120,7 @@ def t_trunc_pipeline(
     load_pipeline_weights(
         pipe, cfg.weights.get(recipe) or weights_path(recipe, cfg.size), ["denoiser"]
     )
-    load_pipeline_weights(pipe, source, [p for p in pipe.parts() if p != "denoiser"])
+    load_pipeline_weights(pipe, source, initializer_parts(pipe))
     return pipe.to(cfg.device).eval()
 
 
