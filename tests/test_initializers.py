@@ -197,6 +197,25 @@ def test_patch_critic_shapes_and_errors() -> None:
         FlowInitializer(torch.nn.Identity(), tau_f=-1)
     with pytest.raises(RecipeError, match="r1_gamma"):
         GANInitializer(torch.nn.Identity(), torch.nn.Identity(), r1_gamma=-1)
+    for bad in ({"lr": 0.0}, {"critic_lr": -1e-3}, {"critic_steps": 0}):
+        with pytest.raises(RecipeError, match=next(iter(bad))):
+            GANInitializer(torch.nn.Identity(), torch.nn.Identity(), **bad)
+
+
+def test_gan_learning_rates_reach_its_training_stage() -> None:
+    """The discriminator can run faster than the generator (TTUR), from the recipe."""
+    from mrsisr.recipes import load_recipe
+
+    stage = load_recipe("tdpm", size="tiny").build().training_stages()[-1]
+    assert (stage.name, stage.lr, stage.critic_lr, stage.critic_steps) == (
+        "generator",
+        1e-4,
+        None,
+        1,
+    )
+    told = {"initializer.lr": 2e-5, "initializer.critic_lr": 2.5e-3, "initializer.critic_steps": 2}
+    stage = load_recipe("tdpm", size="tiny", overrides=told).build().training_stages()[-1]
+    assert (stage.lr, stage.critic_lr, stage.critic_steps) == (2e-5, 2.5e-3, 2)
 
 
 @pytest.mark.parametrize("sampler_name", SAMPLERS.names())

@@ -52,15 +52,28 @@ class GANInitializer(nn.Module):
         discriminator: Network called as `discriminator(x, cond)` returning logits (any shape
             with a leading batch dimension), e.g. a `"patch_critic"`.
         r1_gamma: Weight `gamma` of the R1 penalty `gamma / 2 * E||grad D(x_real)||^2`.
+        lr: The generator's Adam learning rate.
+        critic_lr: The discriminator's Adam learning rate (`None`: the generator's). A critic
+            much faster than the generator (two time-scale update rule, Heusel et al. 2017; the
+            TDPM authors' code uses 2e-5 for G and 2.5e-3 for D) keeps it from staying at
+            chance while the generator moves.
+        critic_steps: Discriminator updates per generator update.
 
     Raises:
-        RecipeError: If `r1_gamma` is negative.
+        RecipeError: If `r1_gamma` is negative, a learning rate is not positive, or
+            `critic_steps` < 1.
     """
 
     nfe = 1
 
     def __init__(
-        self, generator: nn.Module, discriminator: nn.Module, r1_gamma: float = 0.01
+        self,
+        generator: nn.Module,
+        discriminator: nn.Module,
+        r1_gamma: float = 0.01,
+        lr: float = 1e-4,
+        critic_lr: float | None = None,
+        critic_steps: int = 1,
     ) -> None:
         super().__init__()
         if r1_gamma < 0:
@@ -68,6 +81,15 @@ class GANInitializer(nn.Module):
         self.generator = generator
         self.discriminator = discriminator
         self.r1_gamma = float(r1_gamma)
+        if critic_lr is not None and critic_lr <= 0:
+            raise RecipeError(f"[initializer] critic_lr must be > 0, got {critic_lr!r}")
+        if int(critic_steps) < 1:
+            raise RecipeError(f"[initializer] critic_steps must be >= 1, got {critic_steps!r}")
+        if lr <= 0:
+            raise RecipeError(f"[initializer] lr must be > 0, got {lr!r}")
+        self.lr = float(lr)
+        self.critic_lr = None if critic_lr is None else float(critic_lr)
+        self.critic_steps = int(critic_steps)
 
     def generate(
         self,
@@ -176,9 +198,9 @@ class GANInitializer(nn.Module):
     def training_stages(self, t_start: int, schedule: Schedule) -> list[Any]:
         """The adversarial stage: one discriminator step, then one generator step.
 
-        Adam lr 1e-4 and betas (0.5, 0.99) for both networks (the usual GAN setting; TDPM's own
-        learning rates are for a generator that starts from a trained diffusion UNet). The
-        generator keeps an EMA, which is what sampling uses after training.
+        Adam with betas (0.5, 0.99) for both networks, at `lr` for the generator and
+        `critic_lr` for the discriminator (`critic_steps` discriminator updates per generator
+        update). The generator keeps an EMA, which is what sampling uses after training.
 
         Args:
             t_start: Truncation step the generator produces.
@@ -201,10 +223,12 @@ class GANInitializer(nn.Module):
                 "generator",
                 {"generator": self.generator},
                 g_loss,
+                lr=self.lr,
                 betas=(0.5, 0.99),
                 critic_modules={"discriminator": self.discriminator},
                 critic_loss=d_loss,
-                critic_steps=1,
+                critic_steps=self.critic_steps,
+                critic_lr=self.critic_lr,
             )
         ]
 
