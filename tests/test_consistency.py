@@ -202,10 +202,11 @@ def test_consistency_study_pairs_each_model_with_its_dc_row(cli, cohort5, tmp_pa
         "--out", str(tmp_path),
     )  # fmt: skip
     assert res.exit_code == 0, res.output
-    rows = {
-        r["variant"]: r for r in json.loads((tmp_path / "consistency.json").read_text())["rows"]
-    }
+    data = json.loads((tmp_path / "consistency.json").read_text())
+    rows = {r["variant"]: r for r in data["rows"]}
     assert set(rows) == {"ftddm", "ftddm+dc", "munet_fs_cwgan", "munet_fs_cwgan+dc", "lr_input"}
+    assert set(data["scores"]) == {f"{v}@8" for v in rows}  # per-map scores of every row
+    assert data["scores"]["ftddm+dc@8"]["maps"] == data["scores"]["ftddm@8"]["maps"]
     assert rows["ftddm+dc"]["dc"] and not rows["ftddm"]["dc"]
     assert rows["ftddm+dc"]["p_ssim"] is not None and rows["ftddm"]["p_ssim"] is None
     assert rows["ftddm"]["n_maps"] == 2 and rows["munet_fs_cwgan+dc"]["recipe"] == "munet_fs_cwgan"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from test_zoo import synthetic_batch
@@ -21,6 +22,10 @@ def _run(cli, cohort5, tmp_path, name, *extra):
     data = json.loads((tmp_path / f"{name}.json").read_text())
     assert (tmp_path / f"{name}.csv").is_file()
     assert (tmp_path / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+    for r in data["rows"]:  # every row's per-map scores, with the maps they belong to
+        entry = data["scores"][f"{r['variant']}@{r['scale']}"]
+        assert len(entry["maps"]) == len(entry["ssim"]) == r["n_maps"]
+        assert np.mean(entry["ssim"]) == pytest.approx(r["ssim_mean"])
     return {r["variant"]: r for r in data["rows"]}
 
 

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from mrsisr.errors import CheckpointError, MrsisrError
@@ -28,6 +29,7 @@ __all__ = [
     "StudyResult",
     "check_weights",
     "partial_path",
+    "per_map_scores",
     "run_variants",
     "study_cache",
     "study_config",
@@ -102,6 +104,10 @@ class StudyResult:
         config: The settings it ran with.
         machine: Where it ran.
         plot: Draws the figure: `plot(result, png_path)`.
+        scores: Per-map scores, `"VARIANT@SCALE" -> {"maps": [[subject, metabolite, slice],
+            ...], metric: [value per map]}` (see
+            [`per_map_scores`][mrsisr.eval.studies.base.per_map_scores]), so any two rows can
+            be compared on the maps they share (`benchmarks/findings.py`).
     """
 
     name: str
@@ -109,6 +115,7 @@ class StudyResult:
     config: dict[str, Any]
     machine: str
     plot: Callable[[StudyResult, Path], None] | None = field(default=None, repr=False)
+    scores: dict[str, dict[str, list[Any]]] = field(default_factory=dict, repr=False)
 
     def save(self, out: str | os.PathLike[str]) -> list[Path]:
         """Write `<name>.json`, `<name>.csv` and `<name>.png` into `out`.
@@ -135,6 +142,7 @@ class StudyResult:
             "rows": self.rows,
             "config": self.config,
             "machine": self.machine,
+            **({"scores": self.scores} if self.scores else {}),
         }
         written.append(write_json(path, data))
         written.append(write_csv_rows(out / f"{self.name}.csv", self.rows))
@@ -340,6 +348,28 @@ def study_config(cfg: StudyConfig, **extra: Any) -> dict[str, Any]:
     return out
 
 
+def per_map_scores(result: Any, rename: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """A bench result's per-map scores, each list with the maps it belongs to.
+
+    Args:
+        result: A [`BenchResult`][mrsisr.eval.bench.BenchResult].
+        rename: Model name → the name the study gives its rows (default: unchanged).
+
+    Returns:
+        `"NAME@SCALE" -> {"maps": [[subject, metabolite, slice], ...], metric: [...]}`; a
+        1000-NFE model scored on fewer maps has the first of them. Non-finite values are `None`.
+    """
+    rename = dict(rename or {})
+    out: dict[str, Any] = {}
+    for (model, scale), metrics in result.scores.items():
+        n = max((len(v) for v in metrics.values()), default=0)
+        entry: dict[str, Any] = {"maps": [list(m) for m in result.maps[:n]]}
+        for k, v in metrics.items():
+            entry[k] = [float(x) if np.isfinite(x) else None for x in np.asarray(v, dtype=float)]
+        out[f"{rename.get(model, model)}@{scale}"] = entry
+    return out
+
+
 def run_variants(
     cfg: StudyConfig,
     name: str,
@@ -392,4 +422,6 @@ def run_variants(
         row = {**{k: info.get(k) for k in variants[0][0]}, **asdict(r)}
         row["variant"] = r.model
         rows.append(row)
-    return StudyResult(name, rows, study_config(cfg), result.machine, plot)
+    return StudyResult(
+        name, rows, study_config(cfg), result.machine, plot, scores=per_map_scores(result)
+    )

@@ -15,6 +15,7 @@ from mrsisr.eval.studies.base import (
     StudyConfig,
     StudyResult,
     check_weights,
+    per_map_scores,
     study_cache,
     study_config,
     study_pipeline,
@@ -54,6 +55,7 @@ def consistency_study(cfg: StudyConfig) -> StudyResult:
     check_weights(cfg, names)
     rows: list[dict[str, Any]] = []
     machine = ""
+    scores: dict[str, Any] = {}
     cache = study_cache(cfg, "consistency", models=names)
     for name in names:
         plain = study_pipeline(cfg, name)
@@ -75,6 +77,8 @@ def consistency_study(cfg: StudyConfig) -> StudyResult:
             cache=cache,
         )
         machine = result.machine
+        base = "lr_input (DDPM maps)" if slow else "lr_input"
+        scores |= per_map_scores(result, {"lr_input": base})
         for r in result.rows:
             row = asdict(r)
             row["variant"] = (
@@ -83,4 +87,4 @@ def consistency_study(cfg: StudyConfig) -> StudyResult:
             row["recipe"] = name if r.model != "lr_input" else None
             row["dc"] = r.model.endswith("+dc")
             rows.append(row)
-    return StudyResult("consistency", rows, study_config(cfg), machine, delta_plot)
+    return StudyResult("consistency", rows, study_config(cfg), machine, delta_plot, scores=scores)

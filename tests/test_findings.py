@@ -1,0 +1,82 @@
+"""benchmarks/findings.py: each paper finding judged from a study's per-map scores."""
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("findings", ROOT / "benchmarks" / "findings.py")
+findings = importlib.util.module_from_spec(spec)
+sys.modules["findings"] = findings
+spec.loader.exec_module(findings)
+
+
+def _study(rows: dict[str, np.ndarray], scale: int = 4, metric: str = "ssim") -> dict:
+    maps = [["sub-01", "NAA", i] for i in range(len(next(iter(rows.values()))))]
+    return {
+        "rows": [],
+        "scores": {
+            f"{k}@{scale}": {"maps": maps, metric: [float(x) for x in v]} for k, v in rows.items()
+        },
+    }
+
+
+def test_verdicts_follow_the_paired_test():
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.8, 0.9, 30)
+    f = findings.Finding("x", "Table 9", "a beats b", 4, "ssim", "a", "b", ">", 0.9, 0.8)
+    better = _study({"a": base + 0.01 + rng.normal(0, 0.002, 30), "b": base})
+    worse = _study({"a": base - 0.01 + rng.normal(0, 0.002, 30), "b": base})
+    same = _study({"a": base + rng.normal(0, 0.01, 30), "b": base + rng.normal(0, 0.01, 30)})
+    assert findings.judge(f, better)["verdict"] == "agrees"
+    assert findings.judge(f, worse)["verdict"] == "disagrees"
+    judged = findings.judge(f, same)
+    assert judged["verdict"] == "not significant" and judged["n"] == 30
+    assert findings.judge(f, None)["verdict"].startswith("not measured")
+    assert findings.judge(f, {"rows": []})["verdict"].startswith("not measured")
+    # "as good as": agreement is the absence of a significant difference
+    near = findings.Finding("x", "Fig. 9", "a matches b", 4, "ssim", "a", "b", "≈")
+    assert findings.judge(near, same)["verdict"] == "agrees"
+    assert findings.judge(near, better)["verdict"] == "disagrees"
+    # lower is better for LPIPS: a lower a agrees with "a beats b"
+    lp = findings.Finding("x", "Fig. 7", "sharper", 4, "lpips_vgg", "a", "b")
+    lower = _study({"a": base - 0.05, "b": base}, metric="lpips_vgg")
+    assert findings.judge(lp, lower)["verdict"] == "agrees"
+
+
+def test_rows_are_paired_on_the_maps_they_share():
+    a = {"maps": [["s", "NAA", 0], ["s", "NAA", 1], ["s", "NAA", 2]], "ssim": [0.5, 0.6, 0.7]}
+    b = {"maps": [["s", "NAA", 2], ["s", "NAA", 0]], "ssim": [0.1, 0.3]}  # fewer, other order
+    x, y = findings.paired({"scores": {"a@4": a, "b@4": b}}, "a", "b", 4, "ssim")
+    assert x.tolist() == [0.5, 0.7] and y.tolist() == [0.3, 0.1]
+
+
+def test_every_finding_names_rows_its_study_makes():
+    """The rows a finding compares are the names the studies give them."""
+    from mrsisr.eval.studies import ABLATIONS
+
+    ablation = set(ABLATIONS)
+    for f in findings.FINDINGS:
+        if f.study == "ablation":
+            assert {f.a, f.b} <= ablation, f
+        assert f.relation in {">", "≈"} and f.scale in {2, 4, 8}
+
+
+def test_cli_writes_the_table(tmp_path):
+    rng = np.random.default_rng(1)
+    base = rng.uniform(0.8, 0.9, 12)
+    study = _study({"diffusion_only": base + 0.02, "flow_only": base})
+    (tmp_path / "study-small-ablation.json").write_text(json.dumps(study))
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "findings.py"), "--results", str(tmp_path)]
+    res = subprocess.run(cmd + ["--json", str(tmp_path / "f.json")], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    line = next(x for x in res.stdout.splitlines() if "diffusion only beats flow only" in x)
+    assert "0.929 vs 0.910" in line and "**agrees**" in line and "| 12 |" in line
+    out = json.loads((tmp_path / "f.json").read_text())["findings"]
+    assert {r["verdict"] for r in out if r["study"] == "truncation"} == {
+        "not measured (no results file)"
+    }
