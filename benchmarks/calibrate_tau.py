@@ -112,6 +112,11 @@ def main() -> None:
         Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
     if args.record:
         card_file = source / "card.json" if source.is_dir() else source.with_suffix(".json")
+        if not card_file.is_file():
+            raise SystemExit(
+                f"--record: {card_file} does not exist (the recipe's own tau_f lives in its TOML; "
+                "a truncation initializer needs its card)"
+            )
         card = json.loads(card_file.read_text())
         card["tau_f"] = round(best, 2)
         card["tau_f_note"] = (

@@ -6,8 +6,12 @@ The script reads the study results (`benchmarks/results/study-small-NAME.json`),
 rows on the maps they share (the per-map scores the studies save) and runs a two-sided Wilcoxon
 signed-rank test. A finding **agrees** when the phantom shows the paper's direction with p < 0.05,
 **disagrees** when it shows the opposite direction with p < 0.05, and is **not significant**
-otherwise; a "≈" finding (the paper reports no real difference) agrees when p ≥ 0.05. Nothing is
-judged by hand, so the table can be regenerated whenever the studies are re-run.
+otherwise (the direction is the one the signed-rank test saw: the larger rank sum). A "≈" finding
+(the paper reports no real difference) is marked "agrees (no significant difference)" when
+p ≥ 0.05, which with few maps (the 1000-NFE rows have 20) says little. A finding whose row a
+study did not make (e.g. `tdpm-20` while TDPM's T_trunc = 20 generator is not shipped: that row
+is then `tdpm-respaced-20`, another model) is "not measured". Nothing is judged by hand, so the
+table can be regenerated whenever the studies are re-run.
 
 Usage:
     python benchmarks/findings.py [--results benchmarks/results] [--size small] [--json OUT]
@@ -117,7 +121,7 @@ def paired(data: dict, a: str, b: str, scale: int, metric: str) -> tuple | None:
 
 def judge(f: Finding, data: dict | None) -> dict:
     """Evaluate one finding on a study's results."""
-    from scipy.stats import wilcoxon
+    from scipy.stats import rankdata, wilcoxon
 
     out = asdict(f) | {"mean_a": None, "mean_b": None, "n": 0, "p": None}
     if data is None:
@@ -126,12 +130,15 @@ def judge(f: Finding, data: dict | None) -> dict:
     if got is None:
         return out | {"verdict": "not measured (row or per-map scores missing)"}
     x, y = got
-    diff = x - y
+    diff = (x - y) * (-1 if f.metric in LOWER_IS_BETTER else 1)  # > 0: a is better
     p = float(wilcoxon(x, y).pvalue) if np.any(diff != 0) else 1.0
-    better = float(np.mean(diff)) * (-1 if f.metric in LOWER_IS_BETTER else 1)
+    # the direction the test itself saw: the larger signed-rank sum
+    nonzero = diff[diff != 0]
+    ranks = rankdata(np.abs(nonzero))
+    better = float(ranks[nonzero > 0].sum() - ranks[nonzero < 0].sum())
     out |= {"mean_a": float(np.mean(x)), "mean_b": float(np.mean(y)), "n": len(x), "p": p}
     if f.relation == "≈":
-        verdict = "agrees" if p >= ALPHA else "disagrees"
+        verdict = "agrees (no significant difference)" if p >= ALPHA else "disagrees"
     elif p >= ALPHA:
         verdict = "not significant"
     else:

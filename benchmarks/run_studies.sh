@@ -4,7 +4,8 @@
 # Every study scores >= 50 maps per scale (the consistency study 100), 1000-NFE rows (DDPM-1000,
 # diffusion_only) 20, as issue 16 asks. Each study keeps its per-map scores in
 # OUT/.NAME.partial.json as they are measured, so after an interruption the same command
-# carries on where it stopped. When a study finishes, its JSON goes to
+# carries on where it stopped; a study whose OUT/NAME.json exists is finished and skipped
+# (FORCE=1 runs it again). When a study finishes, its JSON goes to
 # benchmarks/results/study-small-NAME.json and its figure to docs/img/study_small_NAME.png,
 # where `python benchmarks/md_table.py FILE --pivot ssim,psnr` turns it into the docs' table.
 #
@@ -26,6 +27,10 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 for study in $STUDIES; do
   limit=$LIMIT
   if [ "$study" = consistency ] && [ "$LIMIT" -lt 100 ]; then limit=100; fi
+  if [ -f "$OUT/$study.json" ] && [ "${FORCE:-0}" != 1 ]; then
+    echo "== $study: finished earlier ($OUT/$study.json); FORCE=1 runs it again"
+    continue
+  fi
   echo "== $study: $limit maps per scale ($SLOW for 1000-NFE rows), $(date -u +%FT%TZ)"
   start=$(date +%s)
   nice -n 5 mrsisr study "$study" --size small --limit "$limit" --slow-limit "$SLOW" \

@@ -6,7 +6,7 @@ EMA) for `--steps` timed steps after `--warmup` untimed ones, and splits the ste
 spent in the network's forward and backward passes is the figure of merit: the rest is overhead.
 
 Options compare settings in one run: `--channels-last`, `--compile`, `--adam-loop` (Adam's
-per-parameter loop, the engine's CPU optimiser before it moved to `foreach`) and `--threads`
+per-parameter loop, the engine's CPU optimiser before it moved to the fused kernel) and `--threads`
 each add a configuration, timed after the baseline, so a before/after ratio comes from one
 process on the same machine state; `--interleave N` repeats the configurations N times in turn
 (medians are reported), which evens out a machine whose load drifts.

@@ -2,8 +2,8 @@
 
 One place for the options that change speed, not the method: `--precision fp32|bf16|fp16`
 (autocast, with a gradient scaler for fp16 training), `--compile` (`torch.compile` of every
-network, in place, so parameter names and weight files are unchanged), fused Adam on CUDA, and
-TF32 matrix products on NVIDIA GPUs that have them (Ampere or newer). Training
+network, in place, so parameter names and weight files are unchanged), fused Adam on every
+device, and TF32 matrix products on NVIDIA GPUs that have them (Ampere or newer). Training
 ([`Trainer`][mrsisr.train.engine.Trainer]), `mrsisr bench` and `mrsisr sr` all use these helpers.
 
 Examples:

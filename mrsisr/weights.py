@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import re
+import sys
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
@@ -359,12 +360,12 @@ def grow_state_dict(
 ) -> tuple[dict[str, torch.Tensor], list[str], list[str]]:
     """Fit a smaller network's weights into a larger one of the same layout.
 
-    A tensor of the same shape is copied. A tensor that is smaller in some dimensions (and in
-    none larger) fills the leading corner of a zero tensor of the target's shape; entries with
-    no counterpart start at zero. A parameter the source lacks keeps the target's own value.
-    When the extra entries are the input columns of a layer that reads a new feature (e.g.
-    FTDDM's s-embedding concatenated to DDPM's timestep embedding), the grown network computes
-    exactly what the source did until training moves those columns.
+    A tensor of the same shape is copied. A weight that reads more inputs (larger along its
+    second dimension, the same in every other) gets the source's values in its leading input
+    columns and zeros in the new ones. A parameter the source lacks keeps the target's own value.
+    When the new columns read a new feature (e.g. FTDDM's s-embedding concatenated to DDPM's
+    timestep embedding), the grown network computes exactly what the source did until training
+    moves those columns. A network of another width (a tensor that differs elsewhere) is refused.
 
     Args:
         target: The larger network's state dict (its shapes and its values for new tensors).
@@ -375,8 +376,8 @@ def grow_state_dict(
         zero-padded, and those kept from `target`.
 
     Raises:
-        CheckpointError: If the source has a tensor the target lacks, or one larger than the
-            target's in some dimension.
+        CheckpointError: If the source has a tensor the target lacks, or one whose shape differs
+            other than by more input columns.
 
     Examples:
         >>> import torch
@@ -402,10 +403,13 @@ def grow_state_dict(
         if src.shape == ref.shape:
             out[key] = src.clone()
             continue
-        if src.dim() != ref.dim() or any(a > b for a, b in zip(src.shape, ref.shape)):
+        same_elsewhere = src.dim() == ref.dim() >= 2 and all(
+            a == b for i, (a, b) in enumerate(zip(src.shape, ref.shape)) if i != 1
+        )
+        if not same_elsewhere or src.shape[1] > ref.shape[1]:
             raise CheckpointError(
-                f"'{key}' is {tuple(src.shape)} in the source and {tuple(ref.shape)} here; "
-                "only growing into a larger network is supported"
+                f"'{key}' is {tuple(src.shape)} in the source and {tuple(ref.shape)} here; only "
+                "more input columns can be added (a network of another width does not fit)"
             )
         big = torch.zeros_like(ref)
         big[tuple(slice(0, n) for n in src.shape)] = src
@@ -427,9 +431,16 @@ def _strict_load(
         if hasattr(module, "adapt_state_dict"):
             sd = module.adapt_state_dict(sd)
         try:
-            sd, _, _ = grow_state_dict(ref, sd)
+            sd, grown, new = grow_state_dict(ref, sd)
         except CheckpointError as exc:
             raise CheckpointError(f"{where}: part '{part}': {exc}") from None
+        if grown or new:
+            print(
+                f"note: {where}: part '{part}' adapted: {len(grown)} tensor(s) given new input "
+                f"columns (at zero), {len(new)} new tensor(s) at their initial values "
+                f"({', '.join(sorted({k.split('.')[0] for k in new}) or ['none'])})",
+                file=sys.stderr,
+            )
     sd = {k: v.to(ref[k].dtype) if k in ref else v for k, v in sd.items()}
     try:
         module.load_state_dict(sd, strict=True)

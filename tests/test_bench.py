@@ -17,11 +17,17 @@ from mrsisr.pipelines import count_parameters
 from mrsisr.recipes import load_recipe
 
 
-def test_select_maps_is_seeded_sorted_and_bounded():
+def test_select_maps_is_seeded_bounded_and_its_prefixes_are_random():
     a = select_maps(50, 7, seed=3)
-    assert a == sorted(a) and len(set(a)) == 7 and all(0 <= i < 50 for i in a)
+    assert len(set(a)) == 7 and all(0 <= i < 50 for i in a)
     assert a == select_maps(50, 7, seed=3) and a != select_maps(50, 7, seed=4)
-    assert select_maps(5, None) == select_maps(5, 9) == [0, 1, 2, 3, 4]
+    assert sorted(select_maps(5, None)) == sorted(select_maps(5, 9)) == [0, 1, 2, 3, 4]
+    # a larger limit extends the list: the first maps stay the same
+    assert select_maps(50, 20, seed=3)[:7] == a
+    # the first 20 of 500 maps ordered subject by subject (100 each) reach most subjects,
+    # where the first 20 in index order would all be the first subject's
+    subjects = {i // 100 for i in select_maps(500, None, seed=0)[:20]}
+    assert len(subjects) >= 4
 
 
 def test_merge_undoes_rank_sharding():

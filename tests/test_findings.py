@@ -40,7 +40,7 @@ def test_verdicts_follow_the_paired_test():
     assert findings.judge(f, {"rows": []})["verdict"].startswith("not measured")
     # "as good as": agreement is the absence of a significant difference
     near = findings.Finding("x", "Fig. 9", "a matches b", 4, "ssim", "a", "b", "≈")
-    assert findings.judge(near, same)["verdict"] == "agrees"
+    assert findings.judge(near, same)["verdict"] == "agrees (no significant difference)"
     assert findings.judge(near, better)["verdict"] == "disagrees"
     # lower is better for LPIPS: a lower a agrees with "a beats b"
     lp = findings.Finding("x", "Fig. 7", "sharper", 4, "lpips_vgg", "a", "b")
@@ -56,13 +56,25 @@ def test_rows_are_paired_on_the_maps_they_share():
 
 
 def test_every_finding_names_rows_its_study_makes():
-    """The rows a finding compares are the names the studies give them."""
+    """The rows a finding compares are the names the studies give them (at default settings,
+    with every initializer shipped)."""
     from mrsisr.eval.studies import ABLATIONS
 
-    ablation = set(ABLATIONS)
+    k = (100, 50, 20)
+    made = {
+        "ablation": set(ABLATIONS),
+        "truncation": {f"{m}-{s}" for m in ("respace", "dpm_solver_pp", "tdpm", "ftddm") for s in k}
+        | {"ddpm-1000"},
+        "solver": {"ftddm-ancestral-100"}
+        | {f"ftddm-dpm_solver_pp-{s}" for s in (50, 20, 10)}
+        | {"ftddm-t50-ancestral-50", "ftddm-t20-ancestral-20"}
+        | {f"ftddm-t50-dpm_solver_pp-{s}" for s in (20, 10)}
+        | {"ftddm-t20-dpm_solver_pp-10"},
+        "scale": {f"ftddm-s{s:.2f}" for s in (2.0, 64 / 24, 4.0, 64 / 12, 8.0)},
+        "sharpness": {f"ftddm-tau_d{t}" for t in ("0", "0.3", "0.6", "0.9", "1")},
+    }
     for f in findings.FINDINGS:
-        if f.study == "ablation":
-            assert {f.a, f.b} <= ablation, f
+        assert {f.a, f.b} <= made[f.study], f
         assert f.relation in {">", "≈"} and f.scale in {2, 4, 8}
 
 

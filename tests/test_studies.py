@@ -381,17 +381,18 @@ def test_interrupted_study_resumes_from_the_rows_it_scored(cli, cohort5, tmp_pat
 
     out = tmp_path / "study"
     monkeypatch.setattr(bench, "evaluate", dies_on_third)
-    cli("study", "truncation", *COMMON, "--data", str(cohort5), "--steps", "2", "--out", str(out))
+    cli("study", "truncation", *COMMON, "--data", str(cohort5), "--steps", "2", "--skip-slow",
+        "--out", str(out))  # fmt: skip
     assert len(calls) == 3 and not (out / "truncation.json").exists()
     partial = json.loads(partial_path(out, "truncation").read_text())
     assert len(partial["entries"]) == 2  # the two rows scored before the interruption
 
     calls.clear()
-    rows = _run(cli, cohort5, out, "truncation", "--steps", "2")
+    rows = _run(cli, cohort5, out, "truncation", "--steps", "2", "--skip-slow")
     assert len(calls) == 4 - 2  # only the rows still missing are sampled
     assert not partial_path(out, "truncation").exists()  # results written: the partial goes
     monkeypatch.setattr(bench, "evaluate", real)
-    fresh = _run(cli, cohort5, tmp_path / "fresh", "truncation", "--steps", "2")
+    fresh = _run(cli, cohort5, tmp_path / "fresh", "truncation", "--steps", "2", "--skip-slow")
     for k, r in fresh.items():
         assert rows[k]["ssim_mean"] == pytest.approx(r["ssim_mean"], abs=1e-6), k
         assert rows[k]["nfe"] == r["nfe"]

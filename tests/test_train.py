@@ -294,6 +294,9 @@ def test_init_adapt_adds_the_s_embedding_without_changing_the_network(tmp_path):
     torch.manual_seed(0)
     small = BACKBONES.build("unet", use_scale=False, **kw).eval()
     big = BACKBONES.build("unet", use_scale=True, **kw).eval()
+    with torch.no_grad():  # a fresh UNet's output layers are zero: give it a real function
+        for p in small.parameters():
+            p.add_(0.05 * torch.randn_like(p))
     path = save_weights({"denoiser": small}, tmp_path / "ddpm.safetensors")
     with pytest.raises(CheckpointError, match="does not fit"):
         load_weights_into({"denoiser": big}, path)
@@ -308,6 +311,7 @@ def test_init_adapt_adds_the_s_embedding_without_changing_the_network(tmp_path):
 
     with torch.no_grad():
         ref = small(x, t, cond(4.0))
+        assert ref.abs().max() > 1e-3
         for s in (2.0, 8.0):
             torch.testing.assert_close(big(x, t, cond(s)), ref)
         # the zero-padded columns are what hides s: once they move, s matters
@@ -318,6 +322,10 @@ def test_init_adapt_adds_the_s_embedding_without_changing_the_network(tmp_path):
     back = save_weights({"denoiser": big}, tmp_path / "ftddm.safetensors")
     with pytest.raises(CheckpointError, match="target network lacks"):
         load_weights_into({"denoiser": small}, back, adapt=True)
+    # nor does a network of another width: only new input columns are added
+    wide = BACKBONES.build("unet", use_scale=True, **{**kw, "model_channels": 16})
+    with pytest.raises(CheckpointError, match="another width"):
+        load_weights_into({"denoiser": wide}, path, adapt=True)
 
 
 def test_init_adapt_drops_the_input_channels_a_table3_unet_does_not_read():
@@ -331,6 +339,9 @@ def test_init_adapt_drops_the_input_channels_a_table3_unet_does_not_read():
               num_heads=1, image_size=16)  # fmt: skip
     torch.manual_seed(0)
     full = BACKBONES.build("unet", **kw).eval()
+    with torch.no_grad():  # a fresh UNet's output layers are zero: give it a real function
+        for p in full.parameters():
+            p.add_(0.05 * torch.randn_like(p))
     g = torch.Generator().manual_seed(1)
     x, img = torch.randn(2, 1, 16, 16, generator=g), torch.rand(2, 1, 16, 16, generator=g)
     zero = torch.zeros_like(img)
@@ -343,9 +354,33 @@ def test_init_adapt_drops_the_input_channels_a_table3_unet_does_not_read():
         assert part.in_channels < full.in_channels
         _strict_load(part, full.state_dict(), ROOT, "denoiser", adapt=True)
         with torch.no_grad():
+            assert full(x, t, cond).abs().max() > 1e-3
             torch.testing.assert_close(part(x, t, cond), full(x, t, cond))
         # and back: a channel the source never read starts at zero
         again = BACKBONES.build("unet", **kw).eval()
         _strict_load(again, part.state_dict(), ROOT, "denoiser", adapt=True)
         with torch.no_grad():
             torch.testing.assert_close(again(x, t, cond), full(x, t, cond))
+
+
+def test_init_adapt_is_part_of_the_run_identity(tmp_path):
+    """A run started with --init-adapt resumes only with it (one clear line otherwise)."""
+    from mrsisr.errors import MrsisrError
+    from mrsisr.train.engine import Trainer
+
+    train, val = ns["make_data"]()
+    src = tmp_path / "src"
+    Trainer(
+        ns["make_pipeline"](seed=0), ns["RECIPE"], train, val, src, config(steps=2), progress=False
+    ).run()
+    out = tmp_path / "adapted"
+    Trainer(
+        ns["make_pipeline"](seed=1), ns["RECIPE"], train, val, out, config(steps=2, init_adapt=True),
+        init={"denoiser": src}, progress=False,
+    ).run()  # fmt: skip
+    assert json.loads((out / "run.json").read_text())["init_adapt"] is True
+    with pytest.raises(MrsisrError, match="init_adapt = true, not false"):
+        Trainer(
+            ns["make_pipeline"](seed=1), ns["RECIPE"], train, val, out, config(steps=4),
+            init={"denoiser": src}, progress=False,
+        ).run(resume=True)  # fmt: skip

@@ -11,7 +11,7 @@ original units after the prediction was masked and clamped to [0, 1].
 Examples:
     >>> from mrsisr.eval.scores import select_maps
     >>> select_maps(10, limit=4, seed=0)
-    [2, 4, 6, 7]
+    [4, 6, 2, 7]
 """
 
 from __future__ import annotations
@@ -40,7 +40,11 @@ __all__ = [
 
 
 def select_maps(n: int, limit: int | None, seed: int = 0) -> list[int]:
-    """Choose which of `n` test maps to score: a seeded random subset, in index order.
+    """Choose which of `n` test maps to score, and in which order: a seeded random order.
+
+    The order is the seeded permutation itself, so every prefix is a random subset too: the
+    1000-NFE rows that score only the first `slow_limit` maps get maps from every subject, not
+    the first subject's (dataset indices run subject by subject).
 
     Args:
         n: Number of available maps.
@@ -48,12 +52,11 @@ def select_maps(n: int, limit: int | None, seed: int = 0) -> list[int]:
         seed: Seed of the choice.
 
     Returns:
-        Sorted indices.
+        Indices into the dataset, in scoring order.
     """
-    if limit is None or limit >= n:
-        return list(range(n))
     rng = np.random.default_rng(seed)
-    return sorted(int(i) for i in rng.permutation(n)[:limit])
+    order = [int(i) for i in rng.permutation(n)]
+    return order if limit is None else order[:limit]
 
 
 @dataclass

@@ -196,7 +196,7 @@ class GANInitializer(nn.Module):
         return loss
 
     def training_stages(self, t_start: int, schedule: Schedule) -> list[Any]:
-        """The adversarial stage: one discriminator step, then one generator step.
+        """The adversarial stage: `critic_steps` discriminator steps, then one generator step.
 
         Adam with betas (0.5, 0.99) for both networks, at `lr` for the generator and
         `critic_lr` for the discriminator (`critic_steps` discriminator updates per generator

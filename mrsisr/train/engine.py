@@ -167,7 +167,7 @@ class Trainer:
             "reuse": {k: str(v) for k, v in sorted(self.reuse.items())},
             "init": {k: str(v) for k, v in sorted(self.init.items())},
             "precision": cfg.precision,  # absent from older run folders: not checked there
-            **({"init_adapt": True} if cfg.init_adapt else {}),
+            "init_adapt": cfg.init_adapt,
         }
 
     def _claim_run_folder(self, resume: bool) -> RunLock:
@@ -201,7 +201,8 @@ class Trainer:
         )
         optimizers = {"main": opt}
         if stage.adversarial:
-            clr = cfg.lr if cfg.lr is not None else (stage.critic_lr or stage.lr)
+            # a critic rate of its own (e.g. a GAN's faster discriminator) wins over --lr
+            clr = stage.critic_lr if stage.critic_lr is not None else (cfg.lr or stage.lr)
             optimizers["critic"] = torch.optim.Adam(
                 trainable_params(stage.critic_modules),
                 lr=clr,

@@ -9,11 +9,11 @@ variant's settings, plus a figure. The docs' Studies page walks through adding o
 
 | study | the paper's | variants |
 |---|---|---|
-| `truncation` | Fig. 5 | respace, DPM-Solver++ (DDPM weights) at 100, 50, 20 steps; TDPM, FTDDM truncated there |
+| `truncation` | Fig. 5 | respace, DPM-Solver++ at 100, 50, 20 steps; TDPM, FTDDM truncated there; DDPM-1000 |
 | `solver` | Table 4 | FTDDM truncated at 100, 50, 20: its ancestral chain or DPM-Solver++ at 50, 20, 10 steps |
 | `scale` | Fig. 6 | FTDDM conditioned on upscaling factors other than the actual one |
 | `sharpness` | Fig. 7 | FTDDM's τd from 0 to 1, with PSNR, SSIM and LPIPS (AlexNet, VGG) |
-| `ablation` | Tables 2, 3 | flow only, diffusion only, both; FTDDM's flow without mask, MRIs or guide |
+| `ablation` | Tables 2, 3 | flow only, diffusion only, both; no mask or MRIs (UNet + flow, or flow); no guide |
 | `consistency` | — | every model with and without k-space data consistency |
 
 Examples:

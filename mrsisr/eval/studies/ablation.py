@@ -1,5 +1,6 @@
-"""`mrsisr study ablation`: flow only, diffusion only, both (Table 2); FTDDM's flow without one
-ingredient (Table 3)."""
+"""`mrsisr study ablation`: flow only, diffusion only, both (Table 2); FTDDM without one
+ingredient: the mask or the MRIs (from the UNet and the flow, or from the flow only) or the guide
+loss (Table 3)."""
 
 from __future__ import annotations
 
@@ -105,15 +106,17 @@ batch, seed) but without one ingredient: what that ingredient brings to the flow
 
 
 def ablation_weights_path(variant: str, size: str) -> Path:
-    """Where the shipped flow of an ablation variant lives.
+    """Where the shipped weights of an ablation variant live.
 
     Args:
-        variant: A name from [`ABLATIONS`][mrsisr.eval.studies.ablation.ABLATIONS] with its own flow.
+        variant: A name from [`ABLATIONS`][mrsisr.eval.studies.ablation.ABLATIONS] with its own
+            weights.
         size: Size variant.
 
     Returns:
         `zoo/weights/ablation/<recipe>-<variant>-<size>.safetensors`, holding the variant's own
-        parts only (the flow, or for `diffusion_only` the UNet).
+        parts only (its flow, its UNet and flow for `no_mask` / `no_mri`, its UNet for
+        `diffusion_only`).
     """
     from mrsisr.weights import weights_dir
 

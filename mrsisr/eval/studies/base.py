@@ -320,7 +320,9 @@ def study_cache(cfg: StudyConfig, name: str, **extra: Any) -> Any:
 
     if cfg.resume_dir is None:
         return None
-    identity = {"study": name, **study_config(cfg), **extra}
+    # map_order: scores kept before the maps were scored in seeded order (not index order)
+    # belong to other maps at the same positions, so those files are not read back
+    identity = {"study": name, "map_order": "seeded", **study_config(cfg), **extra}
     identity.pop("progress")
     cache = ScoreCache(partial_path(cfg.resume_dir, name), identity, marker=STUDY_MARKER)
     if len(cache) and cfg.progress:

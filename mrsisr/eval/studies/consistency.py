@@ -49,7 +49,7 @@ def consistency_study(cfg: StudyConfig) -> StudyResult:
     Returns:
         The result; figure: SSIM and PSNR change from the projection, per model and scale.
     """
-    from mrsisr.eval.bench import run_bench
+    from mrsisr.eval.bench import SLOW_NFE, run_bench
 
     names = list(cfg.models or CONSISTENCY_MODELS)
     check_weights(cfg, names)
@@ -59,31 +59,27 @@ def consistency_study(cfg: StudyConfig) -> StudyResult:
     cache = study_cache(cfg, "consistency", models=names)
     for name in names:
         plain = study_pipeline(cfg, name)
-        slow = int(plain.nfe) >= 500
-        if slow and cfg.skip_slow:
+        if int(plain.nfe) >= SLOW_NFE and cfg.skip_slow:
             continue
-        limit = cfg.limit if not slow or cfg.limit is None else min(cfg.limit, cfg.slow_limit)
         result = run_bench(
             [(name, plain), (f"{name}+dc", study_pipeline(cfg, name, DC))],
             scales=cfg.scales,
             data=cfg.data,
             fold=cfg.fold,
-            limit=limit,
+            limit=cfg.limit,
+            slow_limit=cfg.slow_limit,  # 1000-NFE models: the first of the same maps
             seed=cfg.seed,
             device=cfg.device,
             uq_samples=0,
-            baseline=not rows or slow,  # the LR row once, and again for the smaller map set
+            baseline=not rows,  # the LR row once: the slow rows pair with its first maps
             progress=cfg.progress,
             cache=cache,
         )
         machine = result.machine
-        base = "lr_input (DDPM maps)" if slow else "lr_input"
-        scores |= per_map_scores(result, {"lr_input": base})
+        scores |= per_map_scores(result)
         for r in result.rows:
             row = asdict(r)
-            row["variant"] = (
-                r.model if r.model != "lr_input" or not slow else "lr_input (DDPM maps)"
-            )
+            row["variant"] = r.model
             row["recipe"] = name if r.model != "lr_input" else None
             row["dc"] = r.model.endswith("+dc")
             rows.append(row)

@@ -60,16 +60,15 @@ def t_trunc_pipeline(
     (trained on `t ≤ t_start`, so it covers `t ≤ t_trunc`) is paired with the initializer given as
     `cfg.weights["<recipe>-t<t_trunc>"]` or shipped at
     [`t_trunc_weights_path`][mrsisr.eval.studies.truncation.t_trunc_weights_path]; the sampler
-    runs from `t_trunc` (its full ancestral chain unless `overrides` say otherwise).
+    runs from `t_trunc` (its full ancestral chain unless `overrides` say otherwise). A prior
+    temperature calibrated for the initializer (`tau_f` in its card, written by
+    `benchmarks/calibrate_tau.py --record`) replaces the recipe's, unless `overrides` set one.
 
     Args:
         cfg: Study settings.
         recipe: A truncated recipe (`ftddm`, `tdpm`).
         t_trunc: The truncation step, at most the recipe's own.
         overrides: Further recipe overrides that keep the networks' shapes (e.g. the sampler).
-
-    A prior temperature calibrated for the initializer (`tau_f` in its card, written by
-    `benchmarks/calibrate_tau.py --record`) replaces the recipe's, unless `overrides` set one.
 
     Returns:
         The pipeline in eval mode on `cfg.device`; `None` when no initializer for `t_trunc` is
@@ -132,7 +131,8 @@ def _native_t_start(cfg: StudyConfig, recipe: str) -> int:
 
 @STUDIES.register(
     "truncation",
-    description="quality vs NFE: respace, DPM-Solver++, TDPM, FTDDM at 100/50/20 steps (Fig. 5)",
+    description="quality vs NFE: respace, DPM-Solver++, TDPM, FTDDM at 100/50/20 steps, "
+    "DDPM-1000 as reference (Fig. 5)",
 )
 def truncation_study(cfg: StudyConfig) -> StudyResult:
     """Quality against sampling steps for the four fast samplers of Fig. 5.
