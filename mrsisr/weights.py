@@ -428,16 +428,20 @@ def _strict_load(
 ) -> None:
     ref = module.state_dict()
     if adapt:
+        rearranged = []
         if hasattr(module, "adapt_state_dict"):
+            before = {k: tuple(v.shape) for k, v in sd.items()}
             sd = module.adapt_state_dict(sd)
+            rearranged = [k for k, v in sd.items() if before.get(k) != tuple(v.shape)]
         try:
             sd, grown, new = grow_state_dict(ref, sd)
         except CheckpointError as exc:
             raise CheckpointError(f"{where}: part '{part}': {exc}") from None
-        if grown or new:
+        if grown or new or rearranged:
             print(
-                f"note: {where}: part '{part}' adapted: {len(grown)} tensor(s) given new input "
-                f"columns (at zero), {len(new)} new tensor(s) at their initial values "
+                f"note: {where}: part '{part}' adapted: {len(rearranged)} tensor(s) rearranged "
+                f"to this network's inputs, {len(grown)} given new input columns (at zero), "
+                f"{len(new)} new at their initial values "
                 f"({', '.join(sorted({k.split('.')[0] for k in new}) or ['none'])})",
                 file=sys.stderr,
             )
