@@ -47,7 +47,10 @@ def train_cmd(
     ] = 8,
     lr: Annotated[
         float | None,
-        typer.Option(help="Learning rate for every stage (default: each stage's paper value)."),
+        typer.Option(
+            help="Learning rate for every stage (default: each stage's paper value); a critic "
+            "with a rate of its own (a GAN's initializer.critic_lr) keeps it."
+        ),
     ] = None,
     lr_schedule: Annotated[
         str | None,

@@ -21,7 +21,8 @@ class TrainConfig:
         steps: Optimiser steps per stage.
         batch_size: Maps per step (per process under torchrun).
         seed: Seed of every random draw.
-        lr: Learning rate for every stage; `None` keeps each stage's paper default.
+        lr: Learning rate for every stage; `None` keeps each stage's paper default. A critic with
+            a rate of its own (`Stage.critic_lr`, e.g. a GAN's `initializer.critic_lr`) keeps it.
         ema_decay: EMA decay (with timm's warm-up, so short runs are not dominated by the init).
         checkpoint_every: Steps between `latest` checkpoints.
         validate_every: Steps between validation passes (and `best` checkpoints).
