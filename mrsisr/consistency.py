@@ -34,7 +34,9 @@ pipe = mrsisr.load("ftddm", overrides={"consistency": {"type": "kspace"}})
 **The magnitude detail.** The protocol's LR map is the *magnitude* of the truncated image, so the
 measured block is only known up to its phase. By default the projection combines the LR magnitude
 with the phase of the estimate's own truncated image (the ground truth is then a fixed point);
-`magnitude = false` uses the block of the LR map's spectrum as it is. With `iterations > 1` the
+`magnitude = false` uses the block of the LR map's spectrum as it is. When the acquisition itself
+is known (`cond.measured`: maps read at their acquired matrix, real or complex, by `mrsisr sr`; or
+`MRSIDataset(measured="simulate")`), its block is kept exactly and the phase is not estimated. With `iterations > 1` the
 data step and the mask step alternate (projections onto convex sets); the mask step always comes
 last, so the answer stays zero outside the quality mask.
 
@@ -136,7 +138,9 @@ class KSpaceConsistency(nn.Module):
 
         Args:
             x0: Estimates `(B, 1, H, W)`, real.
-            cond: Their conditions; `cond.lr` carries the measurement, `cond.scale` its size.
+            cond: Their conditions; `cond.measured` carries the acquisition when it is known
+                (its block is then kept as it is), else `cond.lr` its magnitude; `cond.scale`
+                gives the block's size.
 
         Returns:
             The projected estimates, same shape and dtype.
@@ -146,11 +150,16 @@ class KSpaceConsistency(nn.Module):
         block = scale_block_mask(cond.scale.to(x.device), x.shape[-1])
         weight = _residual_weight(cond.scale.to(x.device), x.shape[-1]).to(x)
         lr = cond.lr.to(x)
-        measured = fft2c(lr)
+        acquired = cond.measured is not None
+        if acquired:  # the acquisition with its phase: its block is known exactly
+            cdtype = torch.complex128 if work == torch.float64 else torch.complex64
+            measured = fft2c(cond.measured.to(device=x.device, dtype=cdtype))
+        else:
+            measured = fft2c(lr)
         mask = cond.mask.to(x)
         for _ in range(self.iterations):
             k = fft2c(x)
-            if self.magnitude:  # the LR magnitude with the estimate's own phase
+            if self.magnitude and not acquired:  # the LR magnitude with the estimate's own phase
                 trunc = ifft2c(k * block)
                 phase = torch.where(trunc.abs() > 1e-12, trunc / trunc.abs().clamp_min(1e-12), 1.0)
                 measured = fft2c(lr * phase)
@@ -252,11 +261,13 @@ def measured_block_error(x0: Tensor, cond: Condition) -> Tensor:
         cond: Their conditions.
 
     Returns:
-        `||B(F x0) - B(F lr)|| / ||B(F lr)||` per sample, `(B,)`.
+        `||B(F x0) - B(F m)|| / ||B(F m)||` per sample, `(B,)`, where `m` is the acquisition
+        `cond.measured` when it is known and the LR map `cond.lr` otherwise.
     """
     block = scale_block_mask(cond.scale.to(x0.device), x0.shape[-1])
     a = fft2c(x0.double()) * block
-    b = fft2c(cond.lr.to(x0.device).double()) * block
+    ref = cond.lr if cond.measured is None else cond.measured
+    b = fft2c(ref.to(x0.device, torch.complex128 if ref.is_complex() else torch.float64)) * block
     return (
         (a - b).abs().flatten(1).norm(dim=1) / b.abs().flatten(1).norm(dim=1).clamp_min(1e-12)
     ).to(x0.dtype)

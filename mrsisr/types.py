@@ -39,6 +39,11 @@ class Condition:
         metabolite: Optional metabolite code per sample, `(B,)` long: the index in
             `mrsisr.data.METABOLITES` (used by networks with a metabolite input, such as MUNet's
             `_Met` variant). `None` when unknown.
+        measured: Optional acquisition itself, `(B, 1, H, W)` complex: the zero-filled image
+            with its phase, on the same scale as `lr` (whose magnitude it is, before the mask).
+            Its central `L×L` k-space block is what the scanner measured; data consistency keeps
+            it exactly when it is given and estimates it from `lr` otherwise. No network reads
+            it. `None` when only the magnitude is known (the protocol's LR maps).
     """
 
     mask: Tensor
@@ -47,6 +52,7 @@ class Condition:
     flair: Tensor
     scale: Tensor
     metabolite: Tensor | None = None
+    measured: Tensor | None = None
 
     @property
     def batch_size(self) -> int:
@@ -80,8 +86,12 @@ class Condition:
         Returns:
             The moved condition.
         """
+        import torch
 
         def move(value: Tensor) -> Tensor:
+            if value.is_complex() and dtype is not None:  # `measured` follows the real dtype
+                cdtype = torch.complex128 if dtype == torch.float64 else torch.complex64
+                return value.to(device=device, dtype=cdtype)
             floating = value.is_floating_point()
             return value.to(device=device, dtype=dtype if floating else None)
 

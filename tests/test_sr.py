@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 
 import nibabel as nib
 import numpy as np
@@ -212,8 +213,10 @@ def test_sr_takes_a_native_16x16_acquisition_and_keeps_its_header(
     out = tmp_path / "sr"
     args = ["sr", "ftddm", "--size", "tiny", "--weights", str(tiny_ftddm), "--input", str(sub)]
     fig = tmp_path / "preview.png"
-    res = cli(*args, "--samples", "2", "--steps", "3", "--out", str(out), "--preview", str(fig))
+    res = cli(*args, "--samples", "2", "--steps", "3", "--out", str(out), "--preview", str(fig),
+              "--consistency", "kspace")  # fmt: skip
     assert res.exit_code == 0, res.output
+    assert "acquired k-space block is kept exactly" in " ".join(res.output.split())
     import matplotlib.image as mpimg
 
     png = mpimg.imread(fig)
@@ -228,6 +231,7 @@ def test_sr_takes_a_native_16x16_acquisition_and_keeps_its_header(
         assert h.get_dim_info() == (0, 1, 2)
     info = json.loads((out / "sr.json").read_text())
     assert info["scale"] == 4.0 and info["native_matrix"] == 16 and info["samples"] == 2
+    assert info["measured"] is True
     for key in ("mrsisr_version", "seed", "device", "dtype", "command", "inputs", "wall_time_s"):
         assert key in info, key
     assert list(info["weights_sha256"].values())[0] == __import__(
@@ -242,6 +246,83 @@ def test_sr_takes_a_native_16x16_acquisition_and_keeps_its_header(
     bad = cli(*args, "--scale", "2", "--out", str(tmp_path / "bad"))
     assert bad.exit_code == 2 and "16×16" in bad.output and "×4" in bad.output
     assert not (tmp_path / "bad").exists()
+
+
+def test_an_acquisition_at_its_matrix_is_kept_exactly_by_data_consistency(cohort5, tmp_path):
+    """Maps read at their acquired matrix (complex or real) carry the acquisition itself: its
+    k-space block is the acquired one, it reaches the condition, and the projection keeps it
+    exactly (the truth is a fixed point), where magnitude maps only allow an estimate."""
+    import torch
+
+    from mrsisr.consistency import KSpaceConsistency, measured_block_error
+    from mrsisr.data import MRSIDataset, collate, load_subject
+    from mrsisr.kspace import fft2c, scale_block_mask
+
+    src = sorted(p for p in cohort5.iterdir() if p.is_dir())[0]
+    loaded = load_subject(_native_subject(src, tmp_path / "sub-native"))
+    assert sorted(loaded.measured) == ["NAA", "tCho"]
+    naa = loaded.measured["NAA"]
+    assert naa.dtype == np.complex64 and naa.shape[1:] == (64, 64)
+    hr = np.moveaxis(np.asarray(nib.load(src / "NAA.nii.gz").dataobj, dtype=np.float64), 2, 0)
+    c = slice(24, 40)
+    want = fft2c(hr)[:, c, c]
+    got = fft2c(loaded.measured["NAA"].astype(np.complex128))
+    assert np.abs(got[:, c, c] - want).max() < 1e-5 * np.abs(want).max()  # the acquired block
+    outside = np.ones((64, 64), bool)
+    outside[c, c] = False
+    assert np.abs(got[:, outside]).max() < 1e-5 * np.abs(want).max()  # zero-filled
+    inside = loaded.masks["NAA"]  # the map is the acquisition's magnitude (masked)
+    assert np.allclose(np.abs(loaded.measured["NAA"])[inside], loaded.maps["NAA"][inside], atol=1e-5)
+
+    data = MRSIDataset([loaded], metabolites=("NAA",), lr_size=16)
+    batch = collate([data[i] for i in range(len(data))])
+    cond = batch.cond.to(dtype=torch.float64)
+    assert cond.measured is not None and cond.measured.dtype == torch.complex128
+    # the unmasked truth (normalised like the item) is a fixed point of the projection, and any
+    # guess is moved onto the acquired block exactly
+    top = batch.max_value.double().view(-1, 1, 1)
+    truth = torch.from_numpy(hr[batch.slice_index.numpy()]).unsqueeze(1) / top.unsqueeze(1)
+    proj = KSpaceConsistency(use_mask=False, clamp=False)  # magnitude mode is not needed
+    torch.testing.assert_close(proj.project(truth, cond), truth, rtol=0, atol=1e-5)
+    y = proj.project(torch.zeros_like(truth), cond)
+    block = scale_block_mask(cond.scale, 64)
+    diff = (fft2c(y) - fft2c(truth))[block].abs().max() / fft2c(truth)[block].abs().max()
+    assert float(diff) < 1e-5 and float(measured_block_error(y, cond).max()) < 1e-5
+    # without the phase (the protocol's magnitude map) the same projection is only approximate
+    lost = KSpaceConsistency(use_mask=False, clamp=False).project(
+        torch.zeros_like(truth), replace(cond, measured=None)
+    )
+    lost_diff = (fft2c(lost) - fft2c(truth))[block].abs().max() / fft2c(truth)[block].abs().max()
+    assert float(lost_diff) > 100 * float(diff)
+
+    # only for the acquired matrix and without augmentation; a batch mixing items with and
+    # without an acquisition hands on none
+    assert MRSIDataset([loaded], metabolites=("NAA",), lr_size=8)[0].measured is None
+    assert MRSIDataset([loaded], metabolites=("NAA",), lr_size=16, augment=True)[0].measured is None
+    assert MRSIDataset([loaded], lr_size=16, measured="none")[0].measured is None
+    other = MRSIDataset([loaded], metabolites=("NAA",), lr_size=8)[0]
+    assert collate([data[0], other]).cond.measured is None
+
+
+def test_simulated_acquisitions_and_bad_measured_modes(cohort5):
+    import torch
+
+    from mrsisr.consistency import KSpaceConsistency
+    from mrsisr.data import MRSIDataset, collate, load_dataset
+    from mrsisr.errors import DataError
+
+    subs = load_dataset(cohort5)[:1]
+    data = MRSIDataset(subs, metabolites=("NAA",), lr_size=16, measured="simulate")
+    assert MRSIDataset(subs, metabolites=("NAA",), lr_size=16)[0].measured is None  # phantom maps
+    b = collate([data[i] for i in range(4)])
+    cond, x0 = b.cond.to(dtype=torch.float64), b.x0.double()
+    torch.testing.assert_close(cond.measured.abs(), cond.lr, rtol=0, atol=1e-6)
+    # the masked truth is a fixed point of every step (data, mask, range)
+    torch.testing.assert_close(
+        KSpaceConsistency(iterations=3).project(x0, cond), x0, rtol=0, atol=1e-5
+    )
+    with pytest.raises(DataError, match="measured='phase'"):
+        MRSIDataset(subs, measured="phase")
 
 
 def test_maps_on_the_64_grid_need_a_scale_and_odd_matrices_are_refused(

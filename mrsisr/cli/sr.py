@@ -294,6 +294,13 @@ def sr_cmd(
             f"{result.subject}: {result.info['maps']} maps at ×{sub_scale:g}, {samples} "
             f"sample(s) each, NFE {result.info['nfe']}; wrote {len(written)} files to {target}"
         )
+        if consistency == "kspace":
+            console.print(
+                "data consistency: the acquired k-space block is kept exactly"
+                if result.info["measured"]
+                else "data consistency: the k-space block is estimated from the magnitude maps "
+                "(give the maps at their acquired matrix, real or complex, to keep it exactly)"
+            )
 
 
 BATCH_MARKER = ".mrsisr-sr"

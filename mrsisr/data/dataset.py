@@ -25,7 +25,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from mrsisr.constants import METABOLITES
-from mrsisr.data.degrade import LR_SIZES, _check_size, kspace_lowres
+from mrsisr.data.degrade import LR_SIZES, _check_size, kspace_lowres, kspace_truncate
 from mrsisr.data.nifti import Subject, load_dataset, load_subject
 from mrsisr.data.transforms import augment as augment_images
 from mrsisr.errors import DataError
@@ -48,6 +48,8 @@ class MapSample:
         metabolite: Metabolite name.
         subject: Subject id.
         slice_index: Slice index within the subject volume.
+        measured: The acquisition with its phase, `(1, 64, 64)` complex64 on the scale of `lr`
+            (see `MRSIDataset`'s `measured`), or `None`.
     """
 
     x0: torch.Tensor
@@ -61,6 +63,11 @@ class MapSample:
     metabolite: str
     subject: str
     slice_index: int
+    measured: torch.Tensor | None = None
+
+
+MEASURED_MODES = ("auto", "simulate", "none")
+"""Where `MRSIDataset` takes each item's acquisition with its phase from (`measured`)."""
 
 
 def _unit_max(a: np.ndarray) -> np.ndarray:
@@ -84,6 +91,16 @@ class MRSIDataset(Dataset):
         lr_size: Fixed `L` for every item (deterministic evaluation, e.g. 16 for ×4); overrides
             `lr_sizes`.
         subject_ids: Keep only these subjects (e.g. one fold's training ids).
+        measured: Attach the acquisition itself, with its phase, to each item (`measured`; the
+            networks never read it, [data consistency][mrsisr.consistency.KSpaceConsistency]
+            keeps its k-space block exactly). `"auto"`: the subject's own acquisition when its
+            maps were read at their acquired matrix, the item's `L` is that matrix and there is
+            no augmentation ([`Subject.measured`][mrsisr.data.nifti.Subject]); `"simulate"`:
+            the complex k-space-truncated image of `x0` (the protocol's acquisition before its
+            magnitude is taken, for studies of what the phase is worth); `"none"`: never.
+
+    Raises:
+        DataError: On unknown subjects or metabolites, a bad size or an unknown `measured`.
 
     Examples:
         >>> import numpy as np
@@ -104,7 +121,12 @@ class MRSIDataset(Dataset):
         seed: int = 0,
         lr_size: int | None = None,
         subject_ids: Sequence[str] | None = None,
+        measured: str = "auto",
     ) -> None:
+        if measured not in MEASURED_MODES:
+            raise DataError(
+                f"measured={measured!r}: choose one of {', '.join(map(repr, MEASURED_MODES))}"
+            )
         if isinstance(subjects, (str, Path)):
             subs = load_dataset(subjects)
         else:
@@ -129,6 +151,7 @@ class MRSIDataset(Dataset):
         self.lr_sizes = tuple(int(v) for v in lr_sizes)
         self.lr_size = None if lr_size is None else int(lr_size)
         self.augment = bool(augment)
+        self.measured = measured
         self.seed = int(seed)
         self.epoch = 0
         self.items: list[tuple[int, str, int]] = []
@@ -180,6 +203,16 @@ class MRSIDataset(Dataset):
         x0 = hr / max_value
         size = self.lr_size if self.lr_size is not None else int(rng.choice(self.lr_sizes))
         lr = kspace_lowres(x0, size)
+        acquired = None
+        if self.measured == "simulate":
+            acquired = kspace_truncate(x0, size).astype(np.complex64)
+        elif (
+            self.measured == "auto"
+            and not self.augment
+            and met in s.measured
+            and size == s.native_size
+        ):
+            acquired = s.measured[met][k] / np.float32(max_value)
         return MapSample(
             x0=_tensor(x0),
             mask=_tensor(images["mask"]),
@@ -192,6 +225,7 @@ class MRSIDataset(Dataset):
             metabolite=met,
             subject=s.subject,
             slice_index=k,
+            measured=None if acquired is None else torch.from_numpy(np.array(acquired))[None],
         )
 
 
@@ -203,7 +237,8 @@ def collate(items: Sequence[MapSample]) -> Batch:
 
     Returns:
         The batch: `x0`, `cond.{mask, lr, t1, flair}` `(B, 1, 64, 64)`, `cond.scale` and
-        `max_value` `(B,)` float32, `cond.metabolite` and `slice_index` `(B,)` int64.
+        `max_value` `(B,)` float32, `cond.metabolite` and `slice_index` `(B,)` int64;
+        `cond.measured` `(B, 1, 64, 64)` complex64 when every item carries its acquisition.
     """
     if not items:
         raise DataError("collate got an empty list of items")
@@ -220,6 +255,9 @@ def collate(items: Sequence[MapSample]) -> Batch:
         metabolite=torch.tensor(
             [METABOLITES.index(it.metabolite) for it in items], dtype=torch.int64
         ),
+        # the acquisition only when every item has it (else consistency estimates every block
+        # from the magnitude, as for the protocol's maps)
+        measured=stack("measured") if all(it.measured is not None for it in items) else None,
     )
     return Batch(
         x0=stack("x0"),

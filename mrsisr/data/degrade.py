@@ -125,7 +125,7 @@ def kspace_lowres(x: ArrayT, size: int) -> ArrayT:
     return out.to(x.dtype) if x.is_floating_point() else out
 
 
-def zero_fill(x: np.ndarray, grid: int = GRID) -> np.ndarray:
+def zero_fill(x: np.ndarray, grid: int = GRID, *, magnitude: bool = True) -> np.ndarray:
     """Zero-fill native low-resolution maps to the `grid×grid` MRSI grid through k-space.
 
     A map acquired on an `L×L` matrix is the inverse transform of the central `L×L` block of
@@ -138,9 +138,13 @@ def zero_fill(x: np.ndarray, grid: int = GRID) -> np.ndarray:
     Args:
         x: Real or complex maps `(..., L, L)`, `L` even and at most `grid`.
         grid: Output matrix size (64 in mrsisr).
+        magnitude: Return the magnitude (the protocol's LR map). `False` returns the complex
+            zero-filled image itself, with its phase: the acquisition as measured, whose central
+            k-space block is exactly the acquired one (what data consistency keeps, see
+            [`KSpaceConsistency`][mrsisr.consistency.KSpaceConsistency]).
 
     Returns:
-        float32 magnitude maps `(..., grid, grid)`.
+        float32 magnitude maps `(..., grid, grid)`, or complex64 images with `magnitude=False`.
 
     Raises:
         DataError: If the maps are not square with an even size of at most `grid`.
@@ -161,8 +165,10 @@ def zero_fill(x: np.ndarray, grid: int = GRID) -> np.ndarray:
     full = np.zeros((*x.shape[:-2], grid, grid), dtype=np.complex128)
     block = block_slice(grid, size)
     full[..., block, block] = k
-    img = ifft2c(full)
-    return (np.abs(img) * (grid / size)).astype(np.float32)
+    img = ifft2c(full) * (grid / size)
+    if not magnitude:
+        return img.astype(np.complex64)
+    return np.abs(img).astype(np.float32)
 
 
 def zero_fill_affine(affine: np.ndarray, size: int, grid: int = GRID) -> np.ndarray:

@@ -72,6 +72,12 @@ class Subject:
             is then `64 / L`.
         header: The NIfTI header of the first metabolite map (codes, units, descrip), kept for
             the outputs; `None` for the numpy layout.
+        measured: Metabolite name -> the acquisition itself for maps read at their acquired
+            matrix: the complex64 zero-filled image `(S, 64, 64)` (with its phase, not masked),
+            whose central `L×L` k-space block is exactly the acquired one, for real and complex
+            inputs alike. Empty for maps given on the 64×64 grid, whose phase is lost. Data
+            consistency ([`KSpaceConsistency`][mrsisr.consistency.KSpaceConsistency]) keeps this
+            block instead of one estimated from the magnitude.
     """
 
     subject: str
@@ -83,6 +89,7 @@ class Subject:
     shape: tuple[int, int, int] = (0, GRID, GRID)
     native_size: int | None = None
     header: Any = None
+    measured: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def metabolites(self) -> tuple[str, ...]:
@@ -266,12 +273,17 @@ def _read_nifti_subject(
         maps[m] = data
     native: int | None = None
     native_grid: tuple[tuple, np.ndarray] | None = None
+    measured: dict[str, np.ndarray] = {}
     nonzero = {m: data != 0 for m, data in maps.items()}
     if ref_shape is not None and ref_shape[0] != GRID:
         # maps at their acquired matrix: zero-fill k-space to the 64 grid, as the protocol does
         native, native_grid = int(ref_shape[0]), (ref_shape, ref_affine)
         up = nearest_native_index(native)
-        maps = {m: np.moveaxis(zero_fill(np.moveaxis(d, 2, 0)), 0, 2) for m, d in maps.items()}
+        measured = {
+            m: np.moveaxis(zero_fill(np.moveaxis(d, 2, 0), magnitude=False), 0, 2)
+            for m, d in maps.items()
+        }
+        maps = {m: np.abs(d).astype(np.float32) for m, d in measured.items()}
         nonzero = {m: nz[up][:, up] for m, nz in nonzero.items()}
         ref_affine = zero_fill_affine(ref_affine, native)
         ref_shape = (GRID, GRID, ref_shape[2])
@@ -349,6 +361,7 @@ def _read_nifti_subject(
         shape=(ref_shape[2], GRID, GRID),
         native_size=native,
         header=headers.get(ref_file),
+        measured={m: to_s(measured[m]) for m in maps if m in measured},
     )
     return sub, problems
 

@@ -141,7 +141,9 @@ def super_resolve_map(
     zero-filled in k-space to 64×64 and the scale is `64 / L`) or on the 64×64 grid (then
     `scale` is required and the map is reduced to the central `64/scale` block of k-space, as
     in training). It is normalised by its maximum inside the mask, super-resolved and scaled
-    back. T1 and FLAIR, on the 64×64 grid, are each divided by their maximum.
+    back. T1 and FLAIR, on the 64×64 grid, are each divided by their maximum. A map at its
+    acquired matrix is also handed on as the acquisition itself (`Condition.measured`), so a
+    pipeline with data consistency keeps its k-space block exactly.
 
     Args:
         pipeline: A ready pipeline (e.g. from [`mrsisr.load`][mrsisr.zoo.load]).
@@ -181,7 +183,8 @@ def super_resolve_map(
     if native is not None:
         _check_size(native, 64)
         mask64 = _grid_map("mask", mask if mask is not None else arr != 0, native) > 0
-        grid = zero_fill(arr)
+        acquired = zero_fill(arr, magnitude=False)  # with its phase: data consistency keeps it
+        grid = np.abs(acquired).astype(np.float32)
     else:
         if np.iscomplexobj(arr):
             raise DataError("lr: complex maps are taken at their acquired matrix only")
@@ -215,6 +218,7 @@ def super_resolve_map(
         flair=as_t(mris["flair"]),
         scale=torch.tensor([float(scale)]),
         metabolite=met,
+        measured=None if native is None else torch.from_numpy(acquired / top).view(1, 1, 64, 64),
     ).to(device)
     gen = torch.Generator(device=device).manual_seed(int(seed))
     with torch.no_grad():
