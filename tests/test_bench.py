@@ -121,6 +121,42 @@ def test_bench_pipelines_from_python_share_maps(cohort5):
     assert result.rows[0].p_ssim_lr == 1.0  # and the same against the LR input
 
 
+def test_cached_rows_are_read_back_only_for_the_same_weights(cohort5, tmp_path, monkeypatch):
+    """A resumed study re-scores a model whose weights were replaced since (a retrained
+    initializer) and reads the others back."""
+    import mrsisr.eval.bench as bench
+    from mrsisr.eval.cache import ScoreCache
+    from mrsisr.pipelines.one_step import OneStepPipeline
+
+    class Gain(torch.nn.Module):
+        def __init__(self, gain):
+            super().__init__()
+            self.gain = torch.nn.Parameter(torch.tensor(gain))
+
+        def forward(self, cond, lambda_adv=0.0, metabolite=None):
+            return cond.lr * self.gain
+
+    real, calls = bench.evaluate, []
+    monkeypatch.setattr(bench, "evaluate", lambda *a, **k: calls.append(1) or real(*a, **k))
+
+    def once(gain_b):
+        cache = ScoreCache(tmp_path / ".demo.partial.json", {"study": "demo"})
+        models = [("a", OneStepPipeline(Gain(1.0))), ("b", OneStepPipeline(Gain(gain_b)))]
+        return run_bench(models, data=cohort5, limit=2, scales=(4,), progress=False,
+                         uq_samples=0, cache=cache)  # fmt: skip
+
+    first = once(1.0)
+    assert len(calls) == 2  # a and b sampled
+    calls.clear()
+    same = once(1.0)
+    assert len(calls) == 0  # both read back
+    assert np.array_equal(same.scores[("b", 4)]["ssim"], first.scores[("b", 4)]["ssim"])
+    calls.clear()
+    changed = once(0.5)
+    assert len(calls) == 1  # b's weights changed: scored again; a read back
+    assert not np.allclose(changed.scores[("b", 4)]["ssim"], first.scores[("b", 4)]["ssim"])
+
+
 def test_slow_models_run_on_the_first_maps_and_pair_on_them(cohort5, tmp_path):
     from mrsisr.pipelines.one_step import OneStepPipeline
 

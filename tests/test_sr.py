@@ -272,7 +272,9 @@ def test_an_acquisition_at_its_matrix_is_kept_exactly_by_data_consistency(cohort
     outside[c, c] = False
     assert np.abs(got[:, outside]).max() < 1e-5 * np.abs(want).max()  # zero-filled
     inside = loaded.masks["NAA"]  # the map is the acquisition's magnitude (masked)
-    assert np.allclose(np.abs(loaded.measured["NAA"])[inside], loaded.maps["NAA"][inside], atol=1e-5)
+    assert np.allclose(
+        np.abs(loaded.measured["NAA"])[inside], loaded.maps["NAA"][inside], atol=1e-5
+    )
 
     data = MRSIDataset([loaded], metabolites=("NAA",), lr_size=16)
     batch = collate([data[i] for i in range(len(data))])

@@ -248,6 +248,15 @@ class _Bench:
         self.grid: dict[int, dict[str, Any]] = {}
         self.maps: list[tuple[str, str, int]] = []
         self.first = models[0].name
+        self.digests: dict[str, str] = {}
+
+    def fingerprint(self, model: Model) -> str:
+        """The digest of a model's weights (computed once), which cached rows must match."""
+        from mrsisr.eval.cache import fingerprint
+
+        if model.name not in self.digests:
+            self.digests[model.name] = fingerprint(model.pipe)
+        return self.digests[model.name]
 
     def n_maps(self, model: Model, chosen: int) -> int:
         """Maps a model scores: all chosen ones, or the first `slow_limit` for a slow model."""
@@ -309,7 +318,8 @@ class _Bench:
         gen = torch.Generator(device=self.device).manual_seed(self.cfg.seed * 1009 + 64 // scale)
         tick = (lambda n: bar.advance(task, n)) if bar is not None else None
         cache = self.cfg.cache
-        kept = cache.get(model.name, scale, n_sel) if cache is not None else None
+        digest = self.fingerprint(model) if cache is not None else ""
+        kept = cache.get(model.name, scale, n_sel, digest) if cache is not None else None
         if kept is not None:  # scored by an earlier, interrupted run with the same settings
             merged, seconds = kept
         else:
@@ -325,7 +335,7 @@ class _Bench:
             merged = merge_shards([s[0] for s in shards], n_sel, self.world)
             seconds = max(s[1] for s in shards)
             if cache is not None and self.rank == 0:
-                cache.put(model.name, scale, n_sel, merged, seconds)
+                cache.put(model.name, scale, n_sel, merged, seconds, digest)
             if self.rank == 0 and got.pred is not None and fig_idx < mine_n:
                 self.add_figure(model, full, fig_idx, scale, got.pred, gen)
         if bar is not None:

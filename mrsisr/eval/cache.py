@@ -4,24 +4,29 @@ A long study (50 maps per scale, 1000-NFE rows) runs for hours on a CPU. After e
 been scored at one scale, its per-map scores are written to a small JSON file in the output
 folder; run again with the same settings and `--out`, those rows are read back instead of
 sampled again. The file records what it belongs to (the study and every setting that changes the
-scores); a file from other settings is ignored and replaced. It is removed once the study's
-results are written.
+scores); a file from other settings is ignored and replaced. Each row also records a
+[`fingerprint`][mrsisr.eval.cache.fingerprint] of the model's weights, so a model whose weights
+were replaced between two runs (a retrained initializer) is scored again while the others are
+read back. It is removed once the study's results are written.
 
 Examples:
     >>> import tempfile, numpy as np
     >>> path = Path(tempfile.mkdtemp()) / ".study.partial.json"
     >>> cache = ScoreCache(path, {"study": "demo", "limit": 2})
-    >>> cache.put("ftddm", 4, 2, {"ssim": np.array([0.9, 0.8])}, 1.5)
+    >>> cache.put("ftddm", 4, 2, {"ssim": np.array([0.9, 0.8])}, 1.5, fingerprint="abc")
     >>> again = ScoreCache(path, {"study": "demo", "limit": 2})
-    >>> values, seconds = again.get("ftddm", 4, 2)
+    >>> values, seconds = again.get("ftddm", 4, 2, fingerprint="abc")
     >>> values["ssim"].tolist(), seconds
     ([0.9, 0.8], 1.5)
+    >>> again.get("ftddm", 4, 2, fingerprint="new weights") is None
+    True
     >>> ScoreCache(path, {"study": "demo", "limit": 3}).get("ftddm", 4, 2) is None
     True
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Mapping
@@ -32,7 +37,7 @@ import numpy as np
 
 from mrsisr.eval.report import write_json
 
-__all__ = ["ScoreCache"]
+__all__ = ["ScoreCache", "fingerprint"]
 
 
 class ScoreCache:
@@ -66,25 +71,36 @@ class ScoreCache:
     def _key(model: str, scale: int, n: int) -> str:
         return f"{model}|x{int(scale)}|{int(n)}"
 
-    def get(self, model: str, scale: int, n: int) -> tuple[dict[str, np.ndarray], float] | None:
-        """Scores of `model` at `scale` on `n` maps, if kept.
+    def get(
+        self, model: str, scale: int, n: int, fingerprint: str = ""
+    ) -> tuple[dict[str, np.ndarray], float] | None:
+        """Scores of `model` at `scale` on `n` maps, if kept for the same weights.
 
         Args:
             model: Row name.
             scale: Upscaling factor.
             n: Number of maps scored.
+            fingerprint: The model's weights now (see
+                [`fingerprint`][mrsisr.eval.cache.fingerprint]); a row kept for other weights
+                is not returned.
 
         Returns:
             `(metric → per-map values, seconds)`, or `None`.
         """
         entry = self.entries.get(self._key(model, scale, n))
-        if entry is None:
+        if entry is None or entry.get("fingerprint", "") != fingerprint:
             return None
         values = {k: np.asarray(v, dtype=np.float64) for k, v in entry["values"].items()}
         return values, float(entry["seconds"])
 
     def put(
-        self, model: str, scale: int, n: int, values: Mapping[str, Any], seconds: float
+        self,
+        model: str,
+        scale: int,
+        n: int,
+        values: Mapping[str, Any],
+        seconds: float,
+        fingerprint: str = "",
     ) -> None:
         """Keep scores and write the file (atomically).
 
@@ -94,10 +110,12 @@ class ScoreCache:
             n: Number of maps scored.
             values: Metric → per-map values.
             seconds: Sampling time over the maps.
+            fingerprint: The model's weights (see [`fingerprint`][mrsisr.eval.cache.fingerprint]).
         """
         self.entries[self._key(model, scale, n)] = {
             "values": {k: np.asarray(v, dtype=np.float64).tolist() for k, v in values.items()},
             "seconds": float(seconds),
+            "fingerprint": str(fingerprint),
         }
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.marker is not None and not (self.path.parent / self.marker).is_file():
@@ -112,3 +130,34 @@ class ScoreCache:
     def remove(self) -> None:
         """Delete the file (once the results are written)."""
         self.path.unlink(missing_ok=True)
+
+
+def fingerprint(pipe: Any) -> str:
+    """A digest of a model's weights: every tensor of its `state_dict`, by name, bytes and dtype.
+
+    Two pipelines with the same weights have the same fingerprint whatever device they are on;
+    a retrained part changes it. Sampling settings are not part of it (they are in the study's
+    identity and its row names).
+
+    Args:
+        pipe: A pipeline (an `nn.Module`); anything without a `state_dict` gets `""`.
+
+    Returns:
+        A hex digest (16 characters), or `""`.
+
+    Examples:
+        >>> import torch
+        >>> a, b = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+        >>> fingerprint(a) == fingerprint(a), fingerprint(a) == fingerprint(b)
+        (True, False)
+    """
+    import torch
+
+    if not hasattr(pipe, "state_dict"):
+        return ""
+    h = hashlib.sha256()
+    for name, t in sorted(pipe.state_dict().items()):
+        t = t.detach().to("cpu").contiguous().reshape(-1)
+        h.update(f"{name}|{t.dtype}|{t.numel()}".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
