@@ -5,7 +5,8 @@
 # diffusion_only) 20, as issue 16 asks. Each study keeps its per-map scores in
 # OUT/.NAME.partial.json as they are measured, so after an interruption the same command
 # carries on where it stopped; a study whose OUT/NAME.json exists is finished and skipped
-# (FORCE=1 runs it again). When a study finishes, its JSON goes to
+# (FORCE=1 runs it again: only rows whose model's weights changed since are sampled, e.g. after
+# retraining a TDPM GAN; the others are read back). When a study finishes, its JSON goes to
 # benchmarks/results/study-small-NAME.json and its figure to docs/img/study_small_NAME.png,
 # where `python benchmarks/md_table.py FILE --pivot ssim,psnr` turns it into the docs' table.
 #

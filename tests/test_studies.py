@@ -390,7 +390,10 @@ def test_interrupted_study_resumes_from_the_rows_it_scored(cli, cohort5, tmp_pat
     calls.clear()
     rows = _run(cli, cohort5, out, "truncation", "--steps", "2", "--skip-slow")
     assert len(calls) == 4 - 2  # only the rows still missing are sampled
-    assert not partial_path(out, "truncation").exists()  # results written: the partial goes
+    assert partial_path(out, "truncation").exists()  # kept: a later run reads every row back
+    calls.clear()
+    again = _run(cli, cohort5, out, "truncation", "--steps", "2", "--skip-slow")
+    assert len(calls) == 0 and again == rows
     monkeypatch.setattr(bench, "evaluate", real)
     fresh = _run(cli, cohort5, tmp_path / "fresh", "truncation", "--steps", "2", "--skip-slow")
     for k, r in fresh.items():

@@ -7,7 +7,8 @@ sampled again. The file records what it belongs to (the study and every setting 
 scores); a file from other settings is ignored and replaced. Each row also records a
 [`fingerprint`][mrsisr.eval.cache.fingerprint] of the model's weights, so a model whose weights
 were replaced between two runs (a retrained initializer) is scored again while the others are
-read back. It is removed once the study's results are written.
+read back. It stays beside the results, so a study re-run after retraining one model samples
+only that model.
 
 Examples:
     >>> import tempfile, numpy as np

@@ -67,8 +67,9 @@ class StudyConfig:
         models: Recipes to compare, for studies that take a list (`None`: the study's own).
         resume_dir: Folder that keeps each row's per-map scores as they are measured
             (`.NAME.partial.json`, a [`ScoreCache`][mrsisr.eval.cache.ScoreCache]); a run with
-            the same settings reads them back instead of sampling again. `mrsisr study` sets
-            it to `--out`. `None`: nothing is kept.
+            the same settings reads back the rows of models whose weights are unchanged
+            instead of sampling them again (after an interruption, or after one model was
+            retrained). `mrsisr study` sets it to `--out`. `None`: nothing is kept.
     """
 
     size: str = "small"
@@ -146,7 +147,6 @@ class StudyResult:
         }
         written.append(write_json(path, data))
         written.append(write_csv_rows(out / f"{self.name}.csv", self.rows))
-        partial_path(out, self.name).unlink(missing_ok=True)  # the rows are in the results now
         if self.plot is not None:
             import matplotlib
 
@@ -293,7 +293,10 @@ def check_weights(cfg: StudyConfig, names: Sequence[str]) -> None:
 
 
 def partial_path(out: str | os.PathLike[str], name: str) -> Path:
-    """Where a study keeps its scores while it runs: `OUT/.NAME.partial.json`.
+    """Where a study keeps its per-map scores: `OUT/.NAME.partial.json`.
+
+    The file stays after the results are written, so running the study again with the same
+    `--out` samples only rows that are missing or whose model's weights changed.
 
     Args:
         out: The study's output folder.
