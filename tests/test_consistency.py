@@ -204,10 +204,13 @@ def test_consistency_study_pairs_each_model_with_its_dc_row(cli, cohort5, tmp_pa
     assert res.exit_code == 0, res.output
     data = json.loads((tmp_path / "consistency.json").read_text())
     rows = {r["variant"]: r for r in data["rows"]}
-    assert set(rows) == {"ftddm", "ftddm+dc", "munet_fs_cwgan", "munet_fs_cwgan+dc", "lr_input"}
+    assert set(rows) == {
+        "ftddm", "ftddm+dc", "ftddm+dcp", "munet_fs_cwgan", "munet_fs_cwgan+dc", "lr_input"
+    }  # fmt: skip
     assert set(data["scores"]) == {f"{v}@8" for v in rows}  # per-map scores of every row
     assert data["scores"]["ftddm+dc@8"]["maps"] == data["scores"]["ftddm@8"]["maps"]
     assert rows["ftddm+dc"]["dc"] and not rows["ftddm"]["dc"]
+    assert rows["ftddm+dcp"]["dc"] and rows["ftddm+dcp"]["phase"] and not rows["ftddm+dc"]["phase"]
     assert rows["ftddm+dc"]["p_ssim"] is not None and rows["ftddm"]["p_ssim"] is None
     assert rows["ftddm"]["n_maps"] == 2 and rows["munet_fs_cwgan+dc"]["recipe"] == "munet_fs_cwgan"
     assert (tmp_path / "consistency.png").read_bytes()[:4] == b"\x89PNG"
@@ -225,3 +228,28 @@ def test_bench_labels_dc_rows(cli, cohort5, tmp_path):
     assert models[:2] == ["munet_fs_cwgan", "munet_fs_cwgan+dc"]
     res = cli("bench", "--models", "ftddm+xx", "--out", str(tmp_path / "c"))
     assert res.exit_code == 2 and "unknown suffix '+xx'" in res.output
+
+
+def test_only_phase_rows_see_the_acquisition(cohort5):
+    """`+dcp` rows get the protocol's complex truncated image as `cond.measured`; every other
+    row (and the `+dc` rows) sees only the magnitude, as the protocol has it."""
+    from mrsisr.eval.bench import run_bench
+    from mrsisr.eval.models import split_variant
+    from mrsisr.pipelines.one_step import OneStepPipeline
+
+    class Recorder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.seen = []
+
+        def forward(self, cond, lambda_adv=0.0, metabolite=None):
+            self.seen.append(cond.measured)
+            return cond.lr
+
+    plain, dc, dcp = Recorder(), Recorder(), Recorder()
+    models = [("a", OneStepPipeline(plain)), ("a+dc", OneStepPipeline(dc))]
+    run_bench([*models, ("a+dcp", OneStepPipeline(dcp))], data=cohort5, limit=2, scales=(4,),
+              progress=False, uq_samples=0)  # fmt: skip
+    assert plain.seen and all(m is None for m in plain.seen + dc.seen)
+    assert dcp.seen and all(m is not None and m.is_complex() for m in dcp.seen)
+    assert split_variant("ftddm+dcp") == split_variant("ftddm+dc")  # same pipeline, other data

@@ -82,7 +82,11 @@ def _p(p: float | None) -> str:
 
 def bench_cmd(
     models: Annotated[
-        str, typer.Option(help="Comma-separated recipes; the first is the Wilcoxon reference.")
+        str,
+        typer.Option(
+            help="Comma-separated recipes; the first is the Wilcoxon reference. NAME+dc adds "
+            "k-space data consistency, NAME+dcp the same with the acquisition's phase known."
+        ),
     ] = "ftddm,tdpm,ddpm",
     scales: Annotated[str, typer.Option(help="Comma-separated upscaling factors.")] = "8,4,2",
     data: Annotated[

@@ -31,7 +31,7 @@ import torch
 
 from mrsisr.errors import DataError, MrsisrError
 from mrsisr.eval.figures import save_grid
-from mrsisr.eval.models import load_models, split_variant
+from mrsisr.eval.models import load_models, split_variant, wants_phase
 from mrsisr.eval.report import LR_INPUT, BenchRow, summarize, write_csv_rows, write_json
 from mrsisr.eval.scores import Model, evaluate, gather, merge_shards, score_maps, select_maps
 from mrsisr.runtime import check_runtime
@@ -274,7 +274,13 @@ class _Bench:
         from mrsisr.data import MRSIDataset, collate
 
         lr_size = int(round(64 / scale))
-        dataset = MRSIDataset(subjects, lr_size=lr_size, subject_ids=test_ids)
+        phase = any(wants_phase(m.name) for m in self.models)  # `+dcp` rows: the complex data
+        dataset = MRSIDataset(
+            subjects,
+            lr_size=lr_size,
+            subject_ids=test_ids,
+            measured="simulate" if phase else "none",
+        )
         chosen = select_maps(len(dataset), self.cfg.limit, self.cfg.seed)
         if not chosen:
             raise DataError("no test maps with a non-empty mask in this fold")
@@ -306,6 +312,8 @@ class _Bench:
         bar: Any,
     ) -> None:
         """Score one model at one scale; gather the ranks; add its row and figure panel."""
+        if not wants_phase(model.name) and full.cond.measured is not None:
+            full = dataclasses.replace(full, cond=dataclasses.replace(full.cond, measured=None))
         n_sel = self.n_maps(model, chosen)
         mine_n = len(range(self.rank, n_sel, self.world))  # this rank's share of the first n_sel
         step = self.cfg.batch or max(1, len(full.x0))

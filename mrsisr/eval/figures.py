@@ -230,26 +230,31 @@ def delta_plot(result: Any, png: Path) -> None:
     """Bars: change in SSIM and PSNR from the projection, per model, one group per scale.
 
     Args:
-        result: The consistency study's result (rows with `recipe` and `dc`).
+        result: The consistency study's result (rows with `recipe`, `dc` and `phase`; a row
+            with the acquisition's phase known gets its own bar group).
         png: Output file.
     """
     plt = _pyplot()
 
     rows = [r for r in result.rows if r.get("recipe")]
-    models = list(dict.fromkeys(r["recipe"] for r in rows))
+    # one bar group per projected row: (recipe, phase known) against the recipe's plain row
+    groups = list(dict.fromkeys((r["recipe"], bool(r.get("phase"))) for r in rows if r["dc"]))
+    labels = [f"{m} (phase)" if phase else m for m, phase in groups]
     scales = sorted({r["scale"] for r in rows}, reverse=True)
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.0))
     width = 0.8 / max(1, len(scales))
     for ax, y in zip(axes, ("ssim", "psnr")):
         for j, s in enumerate(scales):
             delta = []
-            for m in models:
-                by = {r["dc"]: r[f"{y}_mean"] for r in rows if r["recipe"] == m and r["scale"] == s}
-                delta.append(by.get(True, np.nan) - by.get(False, np.nan))
-            ax.bar(np.arange(len(models)) + j * width, delta, width, label=f"×{s}")
+            for m, phase in groups:
+                at = [r for r in rows if r["recipe"] == m and r["scale"] == s]
+                dc = [r[f"{y}_mean"] for r in at if r["dc"] and bool(r.get("phase")) == phase]
+                plain = [r[f"{y}_mean"] for r in at if not r["dc"]]
+                delta.append(dc[0] - plain[0] if dc and plain else np.nan)
+            ax.bar(np.arange(len(groups)) + j * width, delta, width, label=f"×{s}")
         ax.axhline(0, color="gray", lw=0.8)
-        ax.set_xticks(np.arange(len(models)) + width * (len(scales) - 1) / 2)
-        ax.set_xticklabels(models, rotation=30, ha="right", fontsize=7)
+        ax.set_xticks(np.arange(len(groups)) + width * (len(scales) - 1) / 2)
+        ax.set_xticklabels(labels, rotation=30, ha="right", fontsize=7)
         ax.set_ylabel(f"{y.upper()} with − without DC", fontsize=8)
         ax.tick_params(labelsize=7)
     axes[0].legend(fontsize=7)

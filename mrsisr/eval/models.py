@@ -16,11 +16,37 @@ from mrsisr.eval.report import LR_INPUT
 from mrsisr.eval.scores import Model
 from mrsisr.runtime import accelerate
 
-__all__ = ["VARIANTS", "load_models", "split_variant"]
+__all__ = ["PHASE_VARIANTS", "VARIANTS", "load_models", "split_variant", "wants_phase"]
 
 
-VARIANTS: dict[str, dict[str, Any]] = {"dc": {"consistency": {"type": "kspace"}}}
-"""Model-name suffixes of the bench: `ftddm+dc` is FTDDM with k-space data consistency."""
+VARIANTS: dict[str, dict[str, Any]] = {
+    "dc": {"consistency": {"type": "kspace"}},
+    "dcp": {"consistency": {"type": "kspace"}},
+}
+"""Model-name suffixes of the bench: `ftddm+dc` is FTDDM with k-space data consistency, the
+measured block estimated from the LR magnitude as the protocol leaves it; `ftddm+dcp` the same
+with the acquisition's phase known (the protocol's complex truncated image is handed on as
+`Condition.measured`, see [`PHASE_VARIANTS`][mrsisr.eval.models.PHASE_VARIANTS])."""
+
+PHASE_VARIANTS = frozenset({"dcp"})
+"""Suffixes whose rows see the acquisition with its phase (`MRSIDataset(measured="simulate")`);
+every other row sees only the magnitude, as the protocol has it."""
+
+
+def wants_phase(name: str) -> bool:
+    """Whether a bench row sees the acquisition's phase (its name ends in a phase suffix).
+
+    Args:
+        name: A row name such as `ftddm+dcp`, or a label given with a pipeline.
+
+    Returns:
+        True for a suffix in [`PHASE_VARIANTS`][mrsisr.eval.models.PHASE_VARIANTS].
+
+    Examples:
+        >>> wants_phase("ftddm+dcp"), wants_phase("ftddm+dc"), wants_phase("ftddm")
+        (True, False, False)
+    """
+    return name.partition("+")[2] in PHASE_VARIANTS
 
 
 def split_variant(name: str) -> tuple[str, dict[str, Any]]:

@@ -2,7 +2,10 @@
 
 For each recipe the study benches the model as published and the same weights with
 `[consistency] type = "kspace"` (the `+dc` row) on the same maps, so each `+dc` row's Wilcoxon
-p-value compares it with its own model. 1000-NFE models (DDPM) run on `cfg.slow_limit` maps.
+p-value compares it with its own model. FTDDM also gets a `+dcp` row: the same projection with
+the acquisition's phase known (the protocol's complex truncated image), which shows what
+estimating the measured block from the LR magnitude costs. 1000-NFE models (DDPM) run on
+`cfg.slow_limit` maps.
 """
 
 from __future__ import annotations
@@ -35,6 +38,10 @@ CONSISTENCY_MODELS = (
 
 DC = {"consistency": {"type": "kspace"}}
 
+PHASE_MODELS = ("ftddm",)
+"""Recipes that also get a `+dcp` row: data consistency with the acquisition's phase known (the
+protocol's complex truncated image), which measures what the magnitude-only estimate costs."""
+
 
 @STUDIES.register(
     "consistency", description="every model with and without k-space data consistency (+dc)"
@@ -61,8 +68,10 @@ def consistency_study(cfg: StudyConfig) -> StudyResult:
         plain = study_pipeline(cfg, name)
         if int(plain.nfe) >= SLOW_NFE and cfg.skip_slow:
             continue
+        dc = study_pipeline(cfg, name, DC)
+        phase = [(f"{name}+dcp", dc)] if name in PHASE_MODELS else []
         result = run_bench(
-            [(name, plain), (f"{name}+dc", study_pipeline(cfg, name, DC))],
+            [(name, plain), (f"{name}+dc", dc), *phase],
             scales=cfg.scales,
             data=cfg.data,
             fold=cfg.fold,
@@ -81,6 +90,7 @@ def consistency_study(cfg: StudyConfig) -> StudyResult:
             row = asdict(r)
             row["variant"] = r.model
             row["recipe"] = name if r.model != "lr_input" else None
-            row["dc"] = r.model.endswith("+dc")
+            row["dc"] = r.model.endswith(("+dc", "+dcp"))
+            row["phase"] = r.model.endswith("+dcp")
             rows.append(row)
     return StudyResult("consistency", rows, study_config(cfg), machine, delta_plot, scores=scores)
