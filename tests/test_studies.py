@@ -258,6 +258,7 @@ def test_ablation_study(cli, cohort5, tmp_path):
     assert rows["flow_only"]["tables"] == "2" and rows["ftddm"]["tables"] == "2,3"
     assert rows["flow_only"]["params"] < rows["no_mask"]["params"]
     assert not rows["no_mask"]["unet_mask"] and rows["no_mask_flow"]["unet_mask"]
+    assert rows["flow_only"]["unet_mask"] is None and rows["diffusion_only"]["mask"] is None
     assert not rows["no_mri"]["unet_mri"] and rows["no_mri_flow"]["unet_mri"]
 
 

@@ -38,28 +38,28 @@ class Ablation:
         recipe: Zoo recipe it is built from.
         overrides: Recipe overrides that make the variant.
         tables: The paper's tables it belongs to.
-        mask: The flow is conditioned on the quality mask.
-        mri: The flow is conditioned on T1 and FLAIR.
+        mask: The flow is conditioned on the quality mask (`None`: there is no flow).
+        mri: The flow is conditioned on T1 and FLAIR (`None`: there is no flow).
         guide: The flow was trained with the guide loss (`None`: there is no flow).
         t_trunc: Truncation step (0: the flow alone; 1000: the diffusion model alone).
         own_weights: The variant needs its own trained weights (else it is a shipped recipe).
         own_parts: The parts its own weights hold; `None`: every part but the denoiser (a flow
             paired with the recipe's shipped UNet).
-        unet_mask: The UNet reads the quality mask.
-        unet_mri: The UNet reads T1 and FLAIR.
+        unet_mask: The UNet reads the quality mask (`None`: no UNet runs, the flow alone).
+        unet_mri: The UNet reads T1 and FLAIR (`None`: no UNet runs).
     """
 
     recipe: str
     overrides: Mapping[str, Any]
     tables: tuple[int, ...]
-    mask: bool = True
-    mri: bool = True
+    mask: bool | None = True
+    mri: bool | None = True
     guide: bool | None = True
     t_trunc: int = 100
     own_weights: bool = True
     own_parts: tuple[str, ...] | None = None
-    unet_mask: bool = True
-    unet_mri: bool = True
+    unet_mask: bool | None = True
+    unet_mri: bool | None = True
 
 
 NO_MASK_FLOW = {"mask_channel": False, "flow": {"cond_channels": 3}}
@@ -67,11 +67,15 @@ NO_MRI_FLOW = {"mri": False, "flow": {"cond_channels": 2}}
 
 ABLATIONS: dict[str, Ablation] = {
     "ftddm": Ablation("ftddm", {}, (2, 3), own_weights=False),
-    "flow_only": Ablation("ftddm", {"pipeline": {"t_start": 0}}, (2,), t_trunc=0),
+    "flow_only": Ablation(
+        "ftddm", {"pipeline": {"t_start": 0}}, (2,), t_trunc=0, unet_mask=None, unet_mri=None
+    ),
     "diffusion_only": Ablation(
         "ddpm",
         {"denoiser": {"use_scale": True}},
         (2,),
+        mask=None,
+        mri=None,
         guide=None,
         t_trunc=1000,
         own_parts=("denoiser",),
