@@ -35,8 +35,9 @@ pipe = mrsisr.load("ftddm", overrides={"consistency": {"type": "kspace"}})
 measured block is only known up to its phase. By default the projection combines the LR magnitude
 with the phase of the estimate's own truncated image (the ground truth is then a fixed point);
 `magnitude = false` uses the block of the LR map's spectrum as it is. When the acquisition itself
-is known (`cond.measured`: maps read at their acquired matrix, real or complex, by `mrsisr sr`; or
-`MRSIDataset(measured="simulate")`), its block is kept exactly and the phase is not estimated. With `iterations > 1` the
+is known (`cond.measured`: complex maps read at their acquired matrix by `mrsisr sr`, or
+`MRSIDataset(measured="simulate")`), its block is the data term as it is and no phase is
+estimated. With `iterations > 1` the
 data step and the mask step alternate (projections onto convex sets); the mask step always comes
 last, so the answer stays zero outside the quality mask.
 

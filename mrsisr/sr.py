@@ -8,10 +8,10 @@ Every non-empty slice of every metabolite is normalised by
 its maximum, reduced to the central `64/scale` block of its k-space (exactly as in training; a map
 that was zero-filled from that matrix passes unchanged), super-resolved, and scaled back to the
 input's units. With `samples > 1` the model is sampled that many times per slice and the mean and
-the per-voxel standard deviation (the uncertainty) are returned. Maps read at their acquired
-matrix also carry the acquisition itself, with its phase
+the per-voxel standard deviation (the uncertainty) are returned. Complex maps read at their
+acquired matrix also carry the acquisition itself
 ([`Subject.measured`][mrsisr.data.nifti.Subject]): with data consistency (`--consistency kspace`)
-its k-space block is kept exactly, where the protocol's magnitude maps only allow an estimate.
+their k-space block is the data term as acquired, where magnitude maps only allow an estimate.
 
 The sampling knobs (`--steps`, `--tau-d`, `--tau-f`) become recipe overrides through
 [`sampling_overrides`][mrsisr.zoo.sampling_overrides].
@@ -228,9 +228,9 @@ def super_resolve(
             "maps": len(data),
             "nfe": nfe,
             "native_matrix": getattr(sub, "native_size", None),
-            # the acquisition's phase is known (maps read at their acquired matrix): data
-            # consistency keeps its k-space block exactly instead of estimating it
-            "measured": bool(getattr(sub, "measured", None)),
+            # metabolites whose acquisition (complex, at its matrix) is known: data consistency
+            # takes their k-space block as it is instead of estimating it from the magnitude
+            "measured": sorted(m for m in mets if m in getattr(sub, "measured", {})),
         },
         header=getattr(sub, "header", None),
     )

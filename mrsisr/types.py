@@ -39,11 +39,12 @@ class Condition:
         metabolite: Optional metabolite code per sample, `(B,)` long: the index in
             `mrsisr.data.METABOLITES` (used by networks with a metabolite input, such as MUNet's
             `_Met` variant). `None` when unknown.
-        measured: Optional acquisition itself, `(B, 1, H, W)` complex: the zero-filled image
-            with its phase, on the same scale as `lr` (whose magnitude it is, before the mask).
-            Its central `L×L` k-space block is what the scanner measured; data consistency keeps
-            it exactly when it is given and estimates it from `lr` otherwise. No network reads
-            it. `None` when only the magnitude is known (the protocol's LR maps).
+        measured: Optional acquisition itself, `(B, 1, H, W)` complex: the zero-filled image,
+            globally phase-corrected, divided by the same maximum as the map. Its central `L×L`
+            k-space block is what the scanner measured; data consistency takes it as its data
+            term when it is given and estimates it from `lr` otherwise. No network reads it.
+            `None` when only the magnitude is known (the protocol's LR maps). For the
+            protocol's simulated acquisitions `lr` is its magnitude.
     """
 
     mask: Tensor

@@ -226,6 +226,10 @@ def test_bench_labels_dc_rows(cli, cohort5, tmp_path):
     assert res.exit_code == 0, res.output
     models = [r["model"] for r in json.loads((tmp_path / "b/results.json").read_text())["rows"]]
     assert models[:2] == ["munet_fs_cwgan", "munet_fs_cwgan+dc"]
+    from mrsisr.cli.zoo import with_consistency
+
+    assert with_consistency(["a", "a+dcp"], "both") == ["a", "a+dc", "a+dcp"]
+    assert with_consistency(["a", "a+dcp"], "kspace") == ["a+dc", "a+dcp"]
     res = cli("bench", "--models", "ftddm+xx", "--out", str(tmp_path / "c"))
     assert res.exit_code == 2 and "unknown suffix '+xx'" in res.output
 

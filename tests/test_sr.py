@@ -151,9 +151,10 @@ def test_load_refuses_another_t_start_for_a_trained_initializer(tiny_ftddm, tmp_
         mrsisr.load("ftddm", size="tiny", weights=weights, overrides={"pipeline.t_start": 50})
 
 
-def _native_subject(src, dst, size=16):
+def _native_subject(src, dst, size=16, phase=0.0):
     """A subject acquired at `size`×`size`: the central k-space block of each phantom map, with
-    its own header (sform code 2, no qform, descrip, dim_info), a mask on the acquired grid."""
+    its own header (sform code 2, no qform, descrip, dim_info), a mask on the acquired grid.
+    NAA is complex, times `exp(i·phase)` (a number, or an array over the coarse grid)."""
     dst.mkdir()
     f = 64 // size
     for met in ("NAA", "tCho"):
@@ -169,7 +170,7 @@ def _native_subject(src, dst, size=16):
         )
         # the amplitude of an image on the coarse matrix: complex (with its phase) for NAA,
         # a magnitude map, as most fitting tools write, for tCho
-        native = low / f if met == "NAA" else np.abs(low) / f
+        native = low * np.exp(1j * np.asarray(phase)) / f if met == "NAA" else np.abs(low) / f
         aff = img.affine @ np.diag([f, f, 1.0, 1.0])
         dtype = np.complex64 if np.iscomplexobj(native) else np.float32
         out = nib.Nifti1Image(np.moveaxis(native, 0, 2).astype(dtype), aff)
@@ -216,7 +217,9 @@ def test_sr_takes_a_native_16x16_acquisition_and_keeps_its_header(
     res = cli(*args, "--samples", "2", "--steps", "3", "--out", str(out), "--preview", str(fig),
               "--consistency", "kspace")  # fmt: skip
     assert res.exit_code == 0, res.output
-    assert "acquired k-space block is kept exactly" in " ".join(res.output.split())
+    said = " ".join(res.output.split())
+    assert "the acquired k-space block is the data term for NAA" in said
+    assert "estimated from the magnitude for tCho" in said
     import matplotlib.image as mpimg
 
     png = mpimg.imread(fig)
@@ -231,7 +234,7 @@ def test_sr_takes_a_native_16x16_acquisition_and_keeps_its_header(
         assert h.get_dim_info() == (0, 1, 2)
     info = json.loads((out / "sr.json").read_text())
     assert info["scale"] == 4.0 and info["native_matrix"] == 16 and info["samples"] == 2
-    assert info["measured"] is True
+    assert info["measured"] == ["NAA"]  # the complex map; tCho is a magnitude map
     for key in ("mrsisr_version", "seed", "device", "dtype", "command", "inputs", "wall_time_s"):
         assert key in info, key
     assert list(info["weights_sha256"].values())[0] == __import__(
@@ -249,9 +252,10 @@ def test_sr_takes_a_native_16x16_acquisition_and_keeps_its_header(
 
 
 def test_an_acquisition_at_its_matrix_is_kept_exactly_by_data_consistency(cohort5, tmp_path):
-    """Maps read at their acquired matrix (complex or real) carry the acquisition itself: its
-    k-space block is the acquired one, it reaches the condition, and the projection keeps it
-    exactly (the truth is a fixed point), where magnitude maps only allow an estimate."""
+    """Complex maps read at their acquired matrix carry the acquisition itself, without the
+    scanner's global phase: its k-space block is the acquired one, it reaches the condition,
+    and the projection keeps it exactly (the truth is a fixed point), where magnitude maps only
+    allow an estimate. A phase that varies across the image is refused with a note."""
     import torch
 
     from mrsisr.consistency import KSpaceConsistency, measured_block_error
@@ -259,8 +263,8 @@ def test_an_acquisition_at_its_matrix_is_kept_exactly_by_data_consistency(cohort
     from mrsisr.kspace import fft2c, scale_block_mask
 
     src = sorted(p for p in cohort5.iterdir() if p.is_dir())[0]
-    loaded = load_subject(_native_subject(src, tmp_path / "sub-native"))
-    assert sorted(loaded.measured) == ["NAA", "tCho"]
+    loaded = load_subject(_native_subject(src, tmp_path / "sub-native", phase=2.3))
+    assert sorted(loaded.measured) == ["NAA"] and not loaded.notes  # tCho: a magnitude map
     naa = loaded.measured["NAA"]
     assert naa.dtype == np.complex64 and naa.shape[1:] == (64, 64)
     hr = np.moveaxis(np.asarray(nib.load(src / "NAA.nii.gz").dataobj, dtype=np.float64), 2, 0)
@@ -304,6 +308,13 @@ def test_an_acquisition_at_its_matrix_is_kept_exactly_by_data_consistency(cohort
     assert MRSIDataset([loaded], lr_size=16, measured="none")[0].measured is None
     other = MRSIDataset([loaded], metabolites=("NAA",), lr_size=8)[0]
     assert collate([data[0], other]).cond.measured is None
+
+    # a phase that varies across the image (a ramp of 2 rad over the field of view) is not a
+    # real map's spectrum: only the magnitude is used, and the loader says why
+    ramp = np.linspace(-1.0, 1.0, 16)[:, None] * np.ones((1, 16))
+    varying = load_subject(_native_subject(src, tmp_path / "sub-ramp", phase=ramp[None]))
+    assert "NAA" not in varying.measured
+    assert len(varying.notes) == 1 and "phase varies" in varying.notes[0]
 
 
 def test_simulated_acquisitions_and_bad_measured_modes(cohort5):

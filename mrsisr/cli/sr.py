@@ -212,6 +212,9 @@ def sr_cmd(
         )
         raise typer.Exit(2)
     loaded = [load_subject(sub, require_mri=need_mri) for sub in subjects]
+    for s in loaded:
+        for line in s.notes:
+            print(f"note: {' '.join(line.split())}", file=sys.stderr)
     if preview is not None and preview_slice is not None:
         for s in loaded:
             if preview_slice >= s.n_slices:
@@ -295,12 +298,17 @@ def sr_cmd(
             f"sample(s) each, NFE {result.info['nfe']}; wrote {len(written)} files to {target}"
         )
         if consistency == "kspace":
-            console.print(
-                "data consistency: the acquired k-space block is kept exactly"
-                if result.info["measured"]
-                else "data consistency: the k-space block is estimated from the magnitude maps "
-                "(give the maps at their acquired matrix, real or complex, to keep it exactly)"
-            )
+            known = result.info["measured"]
+            rest = [m for m in result.mean if m not in known]
+            parts = []
+            if known:
+                parts.append(f"the acquired k-space block is the data term for {', '.join(known)}")
+            if rest:
+                parts.append(
+                    f"the block is estimated from the magnitude for {', '.join(rest)} (complex "
+                    "maps at their acquired matrix give it as acquired)"
+                )
+            console.print("data consistency: " + "; ".join(parts))
 
 
 BATCH_MARKER = ".mrsisr-sr"

@@ -72,8 +72,11 @@ def with_consistency(names: list[str], mode: str, *, allow_both: bool = True) ->
         raise MrsisrError(f"--consistency {mode}: use {', '.join(modes)}")
     if mode == "none":
         return names
-    dc = [n if n.endswith("+dc") else f"{n}+dc" for n in names]
-    return dc if mode == "kspace" else [x for pair in zip(names, dc) for x in pair]
+    # a name with a suffix (`+dc`, `+dcp`) is already projected: it is listed once, as it is
+    dc = [n if "+" in n else f"{n}+dc" for n in names]
+    if mode == "kspace":
+        return dc
+    return [x for n, d in zip(names, dc) for x in ((n,) if n == d else (n, d))]
 
 
 def parse_overrides(items: list[str] | None) -> dict[str, Any]:

@@ -48,11 +48,16 @@ from mrsisr.data.layout import (
 )
 from mrsisr.data.resample import resample_to_grid
 from mrsisr.errors import DataError
+from mrsisr.kspace import real_phase
 
 GRID = 64
 MRSI_VOXEL_MM = (3.4375, 3.4375, 3.41)
 """Nominal MRSI voxel size (mm) used when a layout carries no affine (the numpy layout)."""
 AFFINE_TOL_MM = 1e-3
+MAX_PHASE_ASYMMETRY = 0.1
+"""Largest k-space asymmetry ([`real_phase`][mrsisr.kspace.real_phase]) of a complex map, after
+its global phase is removed, for which its phase is used as the acquisition's: a phase that
+varies by about ±0.3 rad across the image already exceeds it."""
 
 
 @dataclass
@@ -72,12 +77,16 @@ class Subject:
             is then `64 / L`.
         header: The NIfTI header of the first metabolite map (codes, units, descrip), kept for
             the outputs; `None` for the numpy layout.
-        measured: Metabolite name -> the acquisition itself for maps read at their acquired
-            matrix: the complex64 zero-filled image `(S, 64, 64)` (with its phase, not masked),
-            whose central `L×L` k-space block is exactly the acquired one, for real and complex
-            inputs alike. Empty for maps given on the 64×64 grid, whose phase is lost. Data
-            consistency ([`KSpaceConsistency`][mrsisr.consistency.KSpaceConsistency]) keeps this
-            block instead of one estimated from the magnitude.
+        measured: Metabolite name -> the acquisition itself, for **complex** maps read at
+            their acquired matrix: the complex64 zero-filled image `(S, 64, 64)` (not masked),
+            rotated per slice by its global phase ([`real_phase`][mrsisr.kspace.real_phase]),
+            whose central `L×L` k-space block is the acquired one. Data consistency
+            ([`KSpaceConsistency`][mrsisr.consistency.KSpaceConsistency]) uses this block as
+            its data term instead of estimating one from the magnitude. Left out for real maps
+            (taken as magnitudes, whose phase is lost), maps on the 64×64 grid, and complex
+            maps whose phase varies across the image (see `notes`).
+        notes: What the loader decided that the user should hear (e.g. a complex map whose
+            phase could not be used); printed by `mrsisr sr`.
     """
 
     subject: str
@@ -90,6 +99,7 @@ class Subject:
     native_size: int | None = None
     header: Any = None
     measured: dict[str, np.ndarray] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def metabolites(self) -> tuple[str, ...]:
@@ -274,16 +284,29 @@ def _read_nifti_subject(
     native: int | None = None
     native_grid: tuple[tuple, np.ndarray] | None = None
     measured: dict[str, np.ndarray] = {}
+    notes: list[str] = []
     nonzero = {m: data != 0 for m, data in maps.items()}
     if ref_shape is not None and ref_shape[0] != GRID:
         # maps at their acquired matrix: zero-fill k-space to the 64 grid, as the protocol does
         native, native_grid = int(ref_shape[0]), (ref_shape, ref_affine)
         up = nearest_native_index(native)
-        measured = {
+        filled = {
             m: np.moveaxis(zero_fill(np.moveaxis(d, 2, 0), magnitude=False), 0, 2)
             for m, d in maps.items()
         }
-        maps = {m: np.abs(d).astype(np.float32) for m, d in measured.items()}
+        for m, raw in maps.items():  # complex input: the acquisition with its phase
+            if np.iscomplexobj(raw):
+                rotated, asym = real_phase(np.moveaxis(filled[m], 2, 0), native)
+                if asym <= MAX_PHASE_ASYMMETRY:
+                    measured[m] = np.moveaxis(rotated, 0, 2)
+                else:
+                    notes.append(
+                        f"{_fmt(files[m])}: its phase varies across the image (k-space "
+                        f"asymmetry {asym:.0%} after removing the global phase); only its "
+                        "magnitude is used, and data consistency estimates the measured block "
+                        "from it"
+                    )
+        maps = {m: np.abs(d).astype(np.float32) for m, d in filled.items()}
         nonzero = {m: nz[up][:, up] for m, nz in nonzero.items()}
         ref_affine = zero_fill_affine(ref_affine, native)
         ref_shape = (GRID, GRID, ref_shape[2])
@@ -362,6 +385,7 @@ def _read_nifti_subject(
         native_size=native,
         header=headers.get(ref_file),
         measured={m: to_s(measured[m]) for m in maps if m in measured},
+        notes=notes,
     )
     return sub, problems
 

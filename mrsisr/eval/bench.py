@@ -249,6 +249,7 @@ class _Bench:
         self.maps: list[tuple[str, str, int]] = []
         self.first = models[0].name
         self.digests: dict[str, str] = {}
+        self.map_digest = ""
 
     def fingerprint(self, model: Model) -> str:
         """The digest of a model's weights (computed once), which cached rows must match."""
@@ -285,6 +286,8 @@ class _Bench:
         if not chosen:
             raise DataError("no test maps with a non-empty mask in this fold")
         self.maps = self.maps or [_identity(dataset, i) for i in chosen]
+        # kept rows must belong to these very maps (a data folder may change between runs)
+        self.map_digest = _digest([_identity(dataset, i) for i in chosen])
         mine = chosen[self.rank :: self.world]
         full = collate([dataset[i] for i in mine or chosen[:1]]).to(self.device)
         if not mine:  # more ranks than maps: this rank scores nothing but joins every gather
@@ -326,7 +329,7 @@ class _Bench:
         gen = torch.Generator(device=self.device).manual_seed(self.cfg.seed * 1009 + 64 // scale)
         tick = (lambda n: bar.advance(task, n)) if bar is not None else None
         cache = self.cfg.cache
-        digest = self.fingerprint(model) if cache is not None else ""
+        digest = f"{self.fingerprint(model)}|{self.map_digest}" if cache is not None else ""
         kept = cache.get(model.name, scale, n_sel, digest) if cache is not None else None
         if kept is not None:  # scored by an earlier, interrupted run with the same settings
             merged, seconds = kept
@@ -374,6 +377,14 @@ class _Bench:
                 x = model.pipe.sample(cond, generator=gen) * full.max_value[i]
             fig["std"] = x[:, 0].std(0).cpu().numpy()
             fig["std_model"] = model.name
+
+
+def _digest(items: Any) -> str:
+    """A short digest of JSON-able data (e.g. the identities of the maps scored)."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(items, default=str).encode()).hexdigest()[:16]
 
 
 def run_bench(

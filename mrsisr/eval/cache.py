@@ -4,10 +4,11 @@ A long study (50 maps per scale, 1000-NFE rows) runs for hours on a CPU. After e
 been scored at one scale, its per-map scores are written to a small JSON file in the output
 folder; run again with the same settings and `--out`, those rows are read back instead of
 sampled again. The file records what it belongs to (the study and every setting that changes the
-scores); a file from other settings is ignored and replaced. Each row also records a
-[`fingerprint`][mrsisr.eval.cache.fingerprint] of the model's weights, so a model whose weights
-were replaced between two runs (a retrained initializer) is scored again while the others are
-read back. It stays beside the results, so a study re-run after retraining one model samples
+scores, and the mrsisr version); a file from other settings is ignored and replaced. Each row
+also records a [`fingerprint`][mrsisr.eval.cache.fingerprint] of the model's weights and a digest
+of the maps it scored, so a model whose weights were replaced between two runs (a retrained
+initializer) is scored again while the others are read back, and rows never pair with other
+maps. It stays beside the results, so a study re-run after retraining one model samples
 only that model.
 
 Examples:
@@ -129,7 +130,7 @@ class ScoreCache:
         return len(self.entries)
 
     def remove(self) -> None:
-        """Delete the file (once the results are written)."""
+        """Delete the file (a fresh start; studies keep it beside their results)."""
         self.path.unlink(missing_ok=True)
 
 
@@ -141,10 +142,11 @@ def fingerprint(pipe: Any) -> str:
     identity and its row names).
 
     Args:
-        pipe: A pipeline (an `nn.Module`); anything without a `state_dict` gets `""`.
+        pipe: A pipeline (an `nn.Module`, or a wrapper holding one as `.pipe`).
 
     Returns:
-        A hex digest (16 characters), or `""`.
+        A hex digest (16 characters); for anything without a `state_dict`, a value that no kept
+        row matches (such a model is sampled every time).
 
     Examples:
         >>> import torch
@@ -154,8 +156,11 @@ def fingerprint(pipe: Any) -> str:
     """
     import torch
 
+    inner = getattr(pipe, "pipe", None)  # runtime.Accelerated wraps the pipeline
+    if not hasattr(pipe, "state_dict") and hasattr(inner, "state_dict"):
+        pipe = inner
     if not hasattr(pipe, "state_dict"):
-        return ""
+        return f"unknown-{id(pipe)}"  # never matches a kept row: such a model is always sampled
     h = hashlib.sha256()
     for name, t in sorted(pipe.state_dict().items()):
         t = t.detach().to("cpu").contiguous().reshape(-1)

@@ -18,7 +18,9 @@ import torch
 
 from mrsisr.data import METABOLITES, kspace_lowres
 from mrsisr.data.degrade import _check_size, nearest_native_index, zero_fill
+from mrsisr.data.nifti import MAX_PHASE_ASYMMETRY
 from mrsisr.errors import DataError, MrsisrError
+from mrsisr.kspace import real_phase
 from mrsisr.types import Condition
 
 __all__ = ["check_scale", "resolve_scale", "super_resolve_map", "uses_mri"]
@@ -141,9 +143,10 @@ def super_resolve_map(
     zero-filled in k-space to 64×64 and the scale is `64 / L`) or on the 64×64 grid (then
     `scale` is required and the map is reduced to the central `64/scale` block of k-space, as
     in training). It is normalised by its maximum inside the mask, super-resolved and scaled
-    back. T1 and FLAIR, on the 64×64 grid, are each divided by their maximum. A map at its
-    acquired matrix is also handed on as the acquisition itself (`Condition.measured`), so a
-    pipeline with data consistency keeps its k-space block exactly.
+    back. T1 and FLAIR, on the 64×64 grid, are each divided by their maximum. A complex map at
+    its acquired matrix is also handed on as the acquisition itself, rotated by its global phase
+    (`Condition.measured`, see [`Subject.measured`][mrsisr.data.nifti.Subject]), so a pipeline
+    with data consistency uses its k-space block as the data term.
 
     Args:
         pipeline: A ready pipeline (e.g. from [`mrsisr.load`][mrsisr.zoo.load]).
@@ -180,11 +183,16 @@ def super_resolve_map(
     if not np.all(np.isfinite(arr)) or (not np.iscomplexobj(arr) and (arr < 0).any()):
         raise DataError("lr: values must be finite and non-negative (0 marks excluded voxels)")
     native = int(arr.shape[0]) if arr.shape != (64, 64) else None
+    acquired = None
     if native is not None:
         _check_size(native, 64)
         mask64 = _grid_map("mask", mask if mask is not None else arr != 0, native) > 0
-        acquired = zero_fill(arr, magnitude=False)  # with its phase: data consistency keeps it
-        grid = np.abs(acquired).astype(np.float32)
+        filled = zero_fill(arr, magnitude=False)
+        grid = np.abs(filled).astype(np.float32)
+        if np.iscomplexobj(arr):  # the acquisition with its phase: consistency's data term
+            acquired, asym = real_phase(filled, native)
+            if asym > MAX_PHASE_ASYMMETRY:
+                acquired = None  # a phase that varies across the image: magnitude only
     else:
         if np.iscomplexobj(arr):
             raise DataError("lr: complex maps are taken at their acquired matrix only")
@@ -218,7 +226,7 @@ def super_resolve_map(
         flair=as_t(mris["flair"]),
         scale=torch.tensor([float(scale)]),
         metabolite=met,
-        measured=None if native is None else torch.from_numpy(acquired / top).view(1, 1, 64, 64),
+        measured=None if acquired is None else torch.from_numpy(acquired / top).view(1, 1, 64, 64),
     ).to(device)
     gen = torch.Generator(device=device).manual_seed(int(seed))
     with torch.no_grad():

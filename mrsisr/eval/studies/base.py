@@ -325,7 +325,15 @@ def study_cache(cfg: StudyConfig, name: str, **extra: Any) -> Any:
         return None
     # map_order: scores kept before the maps were scored in seeded order (not index order)
     # belong to other maps at the same positions, so those files are not read back
-    identity = {"study": name, "map_order": "seeded", **study_config(cfg), **extra}
+    import mrsisr
+
+    identity = {
+        "study": name,
+        "map_order": "seeded",
+        "mrsisr": mrsisr.__version__,  # scores from another version are not read back
+        **study_config(cfg),
+        **extra,
+    }
     identity.pop("progress")
     cache = ScoreCache(partial_path(cfg.resume_dir, name), identity, marker=STUDY_MARKER)
     if len(cache) and cfg.progress:
