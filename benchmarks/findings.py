@@ -166,6 +166,30 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+STUDIES = ("truncation", "solver", "scale", "sharpness", "ablation", "consistency")
+
+
+def times(results_dir: Path, size: str) -> str:
+    """Markdown table of each study's sampling time: the sum over its rows of seconds per map
+    times maps, as each row was measured (rows read back after an interruption keep the time of
+    the run that sampled them), so the figure does not depend on how often a study was resumed.
+    """
+    lines = [
+        "| study | rows | maps per scale | 1000-NFE rows | sampling time |",
+        "|---|---|---|---|---|",
+    ]
+    for name in STUDIES:
+        path = results_dir / f"study-{size}-{name}.json"
+        if not path.is_file():
+            continue
+        rows = [r for r in json.loads(path.read_text())["rows"] if r.get("nfe")]
+        seconds = sum(float(r["sec_per_slice"]) * int(r["n_maps"]) for r in rows)
+        fast = max((r["n_maps"] for r in rows if r["nfe"] < 500), default=0)
+        slow = max((r["n_maps"] for r in rows if r["nfe"] >= 500), default=0)
+        lines.append(f"| {name} | {len(rows)} | {fast} | {slow or '-'} | {seconds / 3600:.1f} h |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--results", default="benchmarks/results")
@@ -180,6 +204,8 @@ def main() -> None:
             cache[f.study] = json.loads(path.read_text()) if path.is_file() else None
         results.append(judge(f, cache[f.study]))
     print(table(results))
+    print()
+    print(times(Path(args.results), args.size))
     if args.json:
         Path(args.json).write_text(json.dumps({"findings": results}, indent=2) + "\n")
 

@@ -92,3 +92,16 @@ def test_cli_writes_the_table(tmp_path):
     assert {r["verdict"] for r in out if r["study"] == "truncation"} == {
         "not measured (no results file)"
     }
+
+
+def test_study_times_sum_each_rows_sampling_time(tmp_path):
+    rows = [
+        {"variant": "a", "nfe": 101, "n_maps": 50, "sec_per_slice": 36.0},
+        {"variant": "ddpm-1000", "nfe": 1000, "n_maps": 20, "sec_per_slice": 360.0},
+        {"variant": "lr_input", "nfe": 0, "n_maps": 50, "sec_per_slice": 0.0},
+    ]
+    (tmp_path / "study-small-solver.json").write_text(json.dumps({"rows": rows}))
+    out = findings.times(tmp_path, "small")
+    # 50 x 36 s + 20 x 360 s = 9000 s = 2.5 h; the LR input is not a model
+    assert "| solver | 2 | 50 | 20 | 2.5 h |" in out
+    assert "truncation" not in out  # no results file: no row
