@@ -5,6 +5,7 @@ The docs' tables are generated from the JSON files under `benchmarks/results/`, 
 Usage:
     python benchmarks/md_table.py benchmarks/results/study-small-solver.json [--columns steps,sampler]
     python benchmarks/md_table.py RESULTS.json --pivot ssim,psnr   # a row per variant, a column per scale
+    python benchmarks/md_table.py RESULTS.json --pivot ssim --with-p  # + p against the reference row
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ def fmt(mean: float | None, std: float | None, digits: int) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}" if std is not None else f"{mean:.{digits}f}"
 
 
-def pivot(rows: list[dict], metrics: list[str]) -> None:
-    """Print one row per variant with `metric ×scale` columns (mean ± std)."""
+def pivot(rows: list[dict], metrics: list[str], with_p: bool = False) -> None:
+    """Print one row per variant with `metric ×scale` columns (mean ± std); with `with_p`, each
+    cell also gives the row's paired Wilcoxon p against the study's reference row (the first)."""
     scales = sorted({r["scale"] for r in rows}, reverse=True)
     names = list(dict.fromkeys(r.get("variant", r.get("model")) for r in rows))
     by = {(r.get("variant", r.get("model")), r["scale"]): r for r in rows}
@@ -35,7 +37,11 @@ def pivot(rows: list[dict], metrics: list[str]) -> None:
             digits = 2 if m == "psnr" else 3
             for s in scales:
                 r = by.get((n, s))
-                cells.append(fmt(r[f"{m}_mean"], r[f"{m}_std"], digits) if r else "")
+                cell = fmt(r[f"{m}_mean"], r[f"{m}_std"], digits) if r else ""
+                p = r.get(f"p_{m}") if r else None
+                if with_p and p is not None:
+                    cell += f" (p {p:.0e})" if p < 1e-3 else f" (p {p:.2f})"
+                cells.append(cell)
         print("| " + " | ".join(cells) + " |")
 
 
@@ -45,10 +51,11 @@ def main() -> None:
     ap.add_argument("--columns", default="", help="extra row keys to show after the variant")
     ap.add_argument("--no-time", action="store_true", help="leave out s/slice")
     ap.add_argument("--pivot", default="", help="metrics to show as one column per scale")
+    ap.add_argument("--with-p", action="store_true", help="pivot: add p against the reference")
     args = ap.parse_args()
     data = json.load(open(args.json))
     if args.pivot:
-        pivot(data["rows"], [m for m in args.pivot.split(",") if m])
+        pivot(data["rows"], [m for m in args.pivot.split(",") if m], args.with_p)
         return
     extra = [c for c in args.columns.split(",") if c]
     lpips = [k for k in ("lpips_alex", "lpips_vgg") if data["rows"][0].get(f"{k}_mean") is not None]
