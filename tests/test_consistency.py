@@ -199,7 +199,7 @@ def test_consistency_study_pairs_each_model_with_its_dc_row(cli, cohort5, tmp_pa
     res = cli(
         "study", "consistency", "--size", "tiny", "--untrained", "--limit", "2", "--slow-limit", "1",
         "--scales", "8", "--models", "ftddm,munet_fs_cwgan", "--data", str(cohort5),
-        "--out", str(tmp_path),
+        "--out", str(tmp_path), "--batch", "1", "--channels-last",
     )  # fmt: skip
     assert res.exit_code == 0, res.output
     data = json.loads((tmp_path / "consistency.json").read_text())
@@ -214,6 +214,7 @@ def test_consistency_study_pairs_each_model_with_its_dc_row(cli, cohort5, tmp_pa
     assert rows["ftddm+dc"]["p_ssim"] is not None and rows["ftddm"]["p_ssim"] is None
     assert rows["ftddm"]["n_maps"] == 2 and rows["munet_fs_cwgan+dc"]["recipe"] == "munet_fs_cwgan"
     assert (tmp_path / "consistency.png").read_bytes()[:4] == b"\x89PNG"
+    assert data["config"]["batch"] == 1 and data["config"]["channels_last"] is True
 
 
 def test_bench_labels_dc_rows(cli, cohort5, tmp_path):

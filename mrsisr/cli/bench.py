@@ -302,6 +302,20 @@ def study_cmd(
             help="Comma-separated recipes, for studies that compare a list (consistency)."
         ),
     ] = None,
+    batch: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Maps per sampling call; 0 = all maps of a scale at once (16 is faster on a "
+            "CPU). Part of the study's identity: the draws depend on it.",
+        ),
+    ] = 0,
+    channels_last: Annotated[
+        bool,
+        typer.Option(
+            "--channels-last", help="Channels-last weights (same results, faster on CPU)."
+        ),
+    ] = False,
 ) -> None:
     """Run one of the paper's studies and write its table (JSON, CSV) and figure (PNG).
 
@@ -334,6 +348,8 @@ def study_cmd(
         slow_limit=slow_limit,
         skip_slow=skip_slow,
         models=parse_list(models, "--models") if models else None,
+        batch=batch or None,
+        channels_last=channels_last,
         resume_dir=out,  # rows scored by an interrupted run with the same settings are kept
     )
     result = study(cfg)

@@ -65,6 +65,11 @@ class StudyConfig:
         skip_slow: Leave out the 1000-NFE rows (a quick mode): the truncation study's DDPM-1000
             reference, the ablation's `diffusion_only`, DDPM in the consistency study.
         models: Recipes to compare, for studies that take a list (`None`: the study's own).
+        batch: Maps per sampling call (`None`: all maps of a scale at once). On a CPU 16 is
+            faster than one large call (the activations stay in cache); the draws differ with
+            the batch, so it is part of a study's identity.
+        channels_last: Store the networks' weights channels-last (faster on a CPU, the same
+            results up to float round-off).
         resume_dir: Folder that keeps each row's per-map scores as they are measured
             (`.NAME.partial.json`, a [`ScoreCache`][mrsisr.eval.cache.ScoreCache]); a run with
             the same settings reads back the rows of models whose weights are unchanged
@@ -87,6 +92,8 @@ class StudyConfig:
     slow_limit: int = 20
     skip_slow: bool = False
     models: Sequence[str] | None = None
+    batch: int | None = None
+    channels_last: bool = False
     resume_dir: str | None = None
 
 
@@ -427,6 +434,8 @@ def run_variants(
         lpips=lpips,
         progress=cfg.progress,
         cache=cache,
+        batch=cfg.batch,
+        channels_last=cfg.channels_last,
     )
     meta = {v[0]["variant"]: v[0] for v in variants}
     rows = []

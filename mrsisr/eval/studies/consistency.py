@@ -83,6 +83,8 @@ def consistency_study(cfg: StudyConfig) -> StudyResult:
             baseline=not rows,  # the LR row once: the slow rows pair with its first maps
             progress=cfg.progress,
             cache=cache,
+            batch=cfg.batch,
+            channels_last=cfg.channels_last,
         )
         machine = result.machine
         scores |= per_map_scores(result)
