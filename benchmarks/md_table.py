@@ -40,7 +40,7 @@ def pivot(rows: list[dict], metrics: list[str], with_p: bool = False) -> None:
                 cell = fmt(r[f"{m}_mean"], r[f"{m}_std"], digits) if r else ""
                 p = r.get(f"p_{m}") if r else None
                 if with_p and p is not None:
-                    cell += f" (p {p:.0e})" if p < 1e-3 else f" (p {p:.2f})"
+                    cell += f" (p {p:.0e})" if p < 1e-3 else f" (p {p:.2g})"
                 cells.append(cell)
         print("| " + " | ".join(cells) + " |")
 
