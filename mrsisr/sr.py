@@ -266,7 +266,7 @@ def write_sr(
     Raises:
         MrsisrError: If `out` may not be written.
     """
-    from mrsisr.data.nifti import write_nifti
+    from mrsisr.data.layout import write_nifti
     from mrsisr.outputs import atomic_dir, prepare_out
 
     out = prepare_out(

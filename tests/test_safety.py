@@ -124,12 +124,12 @@ def test_sr_unwritable_out_fails_before_any_work(cli, subject, tiny_weights):
 def test_sr_full_disk_leaves_nothing_half_written(
     cli, subject, tiny_weights, tmp_path, monkeypatch
 ):
-    import mrsisr.data.nifti
+    import mrsisr.data.layout
 
     def full(*a, **k):
         raise OSError(errno.ENOSPC, "No space left on device", "NAA.nii.gz")
 
-    monkeypatch.setattr(mrsisr.data.nifti, "write_nifti", full)
+    monkeypatch.setattr(mrsisr.data.layout, "write_nifti", full)
     res = cli(*sr_args(tiny_weights, subject, tmp_path / "sr"))
     assert res.exit_code == 2 and "No space left on device" in one_error_line(res)
     assert list(tmp_path.iterdir()) == [tmp_path / "data"]  # no output, no temporary folder

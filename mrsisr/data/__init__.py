@@ -15,6 +15,7 @@ The public API, re-exported here:
 from typing import Any
 
 from mrsisr.data.degrade import LR_SIZES, kspace_lowres, kspace_truncate, upscale_factor
+from mrsisr.data.layout import write_nifti
 from mrsisr.data.nifti import (
     METABOLITES,
     Subject,
@@ -22,7 +23,6 @@ from mrsisr.data.nifti import (
     check_subject_dir,
     load_dataset,
     load_subject,
-    write_nifti,
 )
 from mrsisr.data.splits import fold_split
 from mrsisr.data.transforms import Transform, augment, random_transform

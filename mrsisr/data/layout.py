@@ -4,15 +4,21 @@ Names are matched case-insensitively on the file stem, or on the part after the 
 BIDS-like names (`sub-01_NAA.nii.gz`, `sub-01_ses-1_T1w.nii.gz`); the authors' names
 (`Cr+PCr`, `GPC+PCh`, ...) are aliases ([`ALIASES`][mrsisr.data.layout.ALIASES]). A subject folder
 is one that holds at least one metabolite map (NIfTI) or the authors' `Met_filtered/` folder.
+[`write_nifti`][mrsisr.data.layout.write_nifti] writes volumes in that layout.
 """
 
 from __future__ import annotations
 
+import gzip
+import os
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from mrsisr.constants import METABOLITES
 
-__all__ = ["ALIASES", "is_subject_dir", "subject_dirs", "subject_notes"]
+__all__ = ["ALIASES", "is_subject_dir", "subject_dirs", "subject_notes", "write_nifti"]
 
 
 ALIASES: dict[str, str] = {
@@ -166,3 +172,39 @@ def subject_dirs(path: str | Path) -> list[Path]:
 
 def _fmt(p: Path) -> str:
     return str(p)
+
+
+def write_nifti(
+    path: str | os.PathLike[str], data: np.ndarray, affine: np.ndarray, header: Any = None
+) -> None:
+    """Write a gzipped NIfTI-1 volume, byte-identical for identical input.
+
+    Without `header` the header is fixed (units mm, qform and sform codes 1 from `affine`). With
+    the source map's `header`, the output keeps its sform and qform codes, units, `descrip`,
+    `dim_info` and intent, and takes `affine` (the output grid's) and float32 data. gzip stores
+    no timestamp, so the same data give the same bytes.
+
+    Args:
+        path: Output file (`.nii.gz`).
+        data: The volume, in NIfTI index order `(x, y, slice)`.
+        affine: 4×4 voxel-to-world affine.
+        header: A nibabel NIfTI header to carry over (e.g.
+            [`Subject.header`][mrsisr.data.nifti.Subject]).
+    """
+    import nibabel as nib
+
+    data = np.asarray(data, dtype=np.float32)
+    if header is None:
+        img = nib.Nifti1Image(data, affine)
+        img.header.set_xyzt_units("mm", "sec")
+        img.set_qform(affine, code=1)
+        img.set_sform(affine, code=1)
+    else:
+        src = nib.Nifti1Header.from_header(header)
+        s_code, q_code = int(src["sform_code"]), int(src["qform_code"])
+        img = nib.Nifti1Image(data, affine, header=src)
+        img.header.set_data_dtype(np.float32)
+        img.header.set_slope_inter(None, None)
+        img.set_qform(affine, code=q_code)
+        img.set_sform(affine, code=s_code)
+    Path(path).write_bytes(gzip.compress(img.to_bytes(), compresslevel=1, mtime=0))

@@ -28,8 +28,6 @@ affine, so the nominal 3.4375×3.4375×3.41 mm grid is assumed.
 
 from __future__ import annotations
 
-import gzip
-import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -442,42 +440,6 @@ def check_dataset(path: str | Path) -> list[str]:
     for s in dirs:
         problems += check_subject_dir(s)
     return problems
-
-
-def write_nifti(
-    path: str | os.PathLike[str], data: np.ndarray, affine: np.ndarray, header: Any = None
-) -> None:
-    """Write a gzipped NIfTI-1 volume, byte-identical for identical input.
-
-    Without `header` the header is fixed (units mm, qform and sform codes 1 from `affine`). With
-    the source map's `header`, the output keeps its sform and qform codes, units, `descrip`,
-    `dim_info` and intent, and takes `affine` (the output grid's) and float32 data. gzip stores
-    no timestamp, so the same data give the same bytes.
-
-    Args:
-        path: Output file (`.nii.gz`).
-        data: The volume, in NIfTI index order `(x, y, slice)`.
-        affine: 4×4 voxel-to-world affine.
-        header: A nibabel NIfTI header to carry over (e.g.
-            [`Subject.header`][mrsisr.data.nifti.Subject]).
-    """
-    import nibabel as nib
-
-    data = np.asarray(data, dtype=np.float32)
-    if header is None:
-        img = nib.Nifti1Image(data, affine)
-        img.header.set_xyzt_units("mm", "sec")
-        img.set_qform(affine, code=1)
-        img.set_sform(affine, code=1)
-    else:
-        src = nib.Nifti1Header.from_header(header)
-        s_code, q_code = int(src["sform_code"]), int(src["qform_code"])
-        img = nib.Nifti1Image(data, affine, header=src)
-        img.header.set_data_dtype(np.float32)
-        img.header.set_slope_inter(None, None)
-        img.set_qform(affine, code=q_code)
-        img.set_sform(affine, code=s_code)
-    Path(path).write_bytes(gzip.compress(img.to_bytes(), compresslevel=1, mtime=0))
 
 
 def load_subject(path: str | Path, *, require_mri: bool = True) -> Subject:

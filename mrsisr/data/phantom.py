@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from mrsisr.constants import METABOLITES
-from mrsisr.data.nifti import write_nifti as _write_nifti
+from mrsisr.data.layout import write_nifti as _write_nifti
 from mrsisr.data.phantom_model import (
     CONC_WM,
     LARMOR_MHZ,
