@@ -157,6 +157,21 @@ def test_cached_rows_are_read_back_only_for_the_same_weights(cohort5, tmp_path, 
     assert not np.allclose(changed.scores[("b", 4)]["ssim"], first.scores[("b", 4)]["ssim"])
 
 
+def test_fingerprint_follows_weights_and_settings_not_the_device():
+    from mrsisr.eval.cache import fingerprint
+
+    a = load_recipe("ftddm", size="tiny").build()
+    b = load_recipe("ftddm", size="tiny", overrides={"sampler": {"tau_d": 0.5}}).build()
+    b.load_state_dict(a.state_dict())
+    assert fingerprint(a) != fingerprint(b)  # same weights, another sampler setting
+    c = load_recipe("ftddm", size="tiny").build()
+    c.load_state_dict(a.state_dict())
+    assert fingerprint(c) == fingerprint(a)
+    with torch.no_grad():
+        next(c.parameters()).add_(1e-3)
+    assert fingerprint(c) != fingerprint(a)  # retrained
+
+
 def test_slow_models_run_on_the_first_maps_and_pair_on_them(cohort5, tmp_path):
     from mrsisr.pipelines.one_step import OneStepPipeline
 

@@ -135,11 +135,11 @@ class ScoreCache:
 
 
 def fingerprint(pipe: Any) -> str:
-    """A digest of a model's weights: every tensor of its `state_dict`, by name, bytes and dtype.
+    """A digest of a model: every tensor of its `state_dict` (name, dtype, bytes) and its
+    resolved recipe (`pipe.recipe.tables`: sampler, steps, temperatures, consistency).
 
-    Two pipelines with the same weights have the same fingerprint whatever device they are on;
-    a retrained part changes it. Sampling settings are not part of it (they are in the study's
-    identity and its row names).
+    Two pipelines with the same weights and settings have the same fingerprint whatever device
+    they are on; a retrained part or another setting (e.g. a recalibrated τf) changes it.
 
     Args:
         pipe: A pipeline (an `nn.Module`, or a wrapper holding one as `.pipe`).
@@ -166,4 +166,7 @@ def fingerprint(pipe: Any) -> str:
         t = t.detach().to("cpu").contiguous().reshape(-1)
         h.update(f"{name}|{t.dtype}|{t.numel()}".encode())
         h.update(t.view(torch.uint8).numpy().tobytes())
+    tables = getattr(getattr(pipe, "recipe", None), "tables", None)
+    if tables is not None:  # the resolved recipe: sampler, steps, temperatures, consistency
+        h.update(json.dumps(tables, sort_keys=True, default=str).encode())
     return h.hexdigest()[:16]

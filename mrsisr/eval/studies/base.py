@@ -321,7 +321,9 @@ def study_cache(cfg: StudyConfig, name: str, **extra: Any) -> Any:
     Args:
         cfg: Study settings.
         name: The study's name.
-        **extra: More settings the scores depend on (e.g. the variants).
+        **extra: More settings all the scores depend on (e.g. the LPIPS backbones). Not the
+            variants: each row is checked by its name and its model's
+            [`fingerprint`][mrsisr.eval.cache.fingerprint].
 
     Returns:
         The cache, holding the rows an earlier run with the same settings scored.
@@ -341,7 +343,8 @@ def study_cache(cfg: StudyConfig, name: str, **extra: Any) -> Any:
         **study_config(cfg),
         **extra,
     }
-    identity.pop("progress")
+    for key in ("progress", "models", "weights", "skip_slow"):  # rows carry these themselves
+        identity.pop(key)
     cache = ScoreCache(partial_path(cfg.resume_dir, name), identity, marker=STUDY_MARKER)
     if len(cache) and cfg.progress:
         print(f"{name}: {len(cache)} row(s) read back from {cache.path}", file=sys.stderr)
@@ -417,9 +420,9 @@ def run_variants(
     """
     from mrsisr.eval.bench import run_bench
 
-    cache = study_cache(
-        cfg, name, lpips=list(lpips), limit=limit, variants=[v[0] for v in variants]
-    )
+    # the variants are not part of the identity: each row is checked by its name and the
+    # fingerprint of its model, so adding or replacing one variant keeps the others' rows
+    cache = study_cache(cfg, name, lpips=list(lpips), limit=limit)
     result = run_bench(
         [(v[0]["variant"], v[1]) for v in variants],
         scales=cfg.scales,

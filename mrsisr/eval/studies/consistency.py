@@ -63,7 +63,7 @@ def consistency_study(cfg: StudyConfig) -> StudyResult:
     rows: list[dict[str, Any]] = []
     machine = ""
     scores: dict[str, Any] = {}
-    cache = study_cache(cfg, "consistency", models=names)
+    cache = study_cache(cfg, "consistency")  # rows are checked by name and fingerprint
     for name in names:
         plain = study_pipeline(cfg, name)
         if int(plain.nfe) >= SLOW_NFE and cfg.skip_slow:
