@@ -259,8 +259,8 @@ def test_load_weights_under_another_part_name(tmp_path):
     torch.testing.assert_close(fresh.weight, trained.weight)
 
 
-def test_init_fine_tunes_from_given_weights(tmp_path):
-    """--init loads a stage's weights and then trains it: with lr = 0 the result is the source."""
+def _two_step_source(tmp_path):
+    """Data and a 2-step run of the analytic test recipe to start other runs from."""
     from mrsisr.train.engine import Trainer
 
     train, val = ns["make_data"]()
@@ -268,6 +268,14 @@ def test_init_fine_tunes_from_given_weights(tmp_path):
     Trainer(
         ns["make_pipeline"](seed=0), ns["RECIPE"], train, val, src, config(steps=2), progress=False
     ).run()
+    return train, val, src
+
+
+def test_init_fine_tunes_from_given_weights(tmp_path):
+    """--init loads a stage's weights and then trains it: with lr = 0 the result is the source."""
+    from mrsisr.train.engine import Trainer
+
+    train, val, src = _two_step_source(tmp_path)
     out = tmp_path / "tuned"
     trainer = Trainer(
         ns["make_pipeline"](seed=1), ns["RECIPE"], train, val, out, config(steps=2, lr=0.0),
@@ -368,11 +376,7 @@ def test_init_adapt_is_part_of_the_run_identity(tmp_path):
     from mrsisr.errors import MrsisrError
     from mrsisr.train.engine import Trainer
 
-    train, val = ns["make_data"]()
-    src = tmp_path / "src"
-    Trainer(
-        ns["make_pipeline"](seed=0), ns["RECIPE"], train, val, src, config(steps=2), progress=False
-    ).run()
+    train, val, src = _two_step_source(tmp_path)
     out = tmp_path / "adapted"
     Trainer(
         ns["make_pipeline"](seed=1), ns["RECIPE"], train, val, out, config(steps=2, init_adapt=True),

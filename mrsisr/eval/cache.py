@@ -129,10 +129,6 @@ class ScoreCache:
     def __len__(self) -> int:
         return len(self.entries)
 
-    def remove(self) -> None:
-        """Delete the file (a fresh start; studies keep it beside their results)."""
-        self.path.unlink(missing_ok=True)
-
 
 def fingerprint(pipe: Any) -> str:
     """A digest of a model: every tensor of its `state_dict` (name, dtype, bytes) and its
