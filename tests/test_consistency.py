@@ -213,6 +213,9 @@ def test_consistency_study_pairs_each_model_with_its_dc_row(cli, cohort5, tmp_pa
     assert rows["ftddm+dcp"]["dc"] and rows["ftddm+dcp"]["phase"] and not rows["ftddm+dc"]["phase"]
     assert rows["ftddm+dc"]["p_ssim"] is not None and rows["ftddm"]["p_ssim"] is None
     assert rows["ftddm"]["n_maps"] == 2 and rows["munet_fs_cwgan+dc"]["recipe"] == "munet_fs_cwgan"
+    for row in rows.values():  # the four metrics, LPIPS with both backbones
+        assert all(row[f"{m}_mean"] is not None for m in ("ssim", "psnr", "nrmse", "lpips_alex"))
+        assert row["lpips_vgg_mean"] is not None and row["lpips_vgg_mean"] >= 0
     assert (tmp_path / "consistency.png").read_bytes()[:4] == b"\x89PNG"
     assert data["config"]["batch"] == 1 and data["config"]["channels_last"] is True
 

@@ -5,7 +5,7 @@ For each recipe the study benches the model as published and the same weights wi
 p-value compares it with its own model. FTDDM also gets a `+dcp` row: the same projection with
 the acquisition's phase known (the protocol's complex truncated image), which shows what
 estimating the measured block from the LR magnitude costs. 1000-NFE models (DDPM) run on
-`cfg.slow_limit` maps.
+`cfg.slow_limit` maps. Every row is scored by SSIM, PSNR, NRMSE and LPIPS (AlexNet and VGG).
 """
 
 from __future__ import annotations
@@ -38,6 +38,9 @@ CONSISTENCY_MODELS = (
 
 DC = {"consistency": {"type": "kspace"}}
 
+LPIPS = ("alex", "vgg")
+"""The LPIPS backbones every row is scored with, besides SSIM, PSNR and NRMSE."""
+
 PHASE_MODELS = ("ftddm",)
 """Recipes that also get a `+dcp` row: data consistency with the acquisition's phase known (the
 protocol's complex truncated image), which measures what the magnitude-only estimate costs."""
@@ -63,7 +66,7 @@ def consistency_study(cfg: StudyConfig) -> StudyResult:
     rows: list[dict[str, Any]] = []
     machine = ""
     scores: dict[str, Any] = {}
-    cache = study_cache(cfg, "consistency")  # rows are checked by name and fingerprint
+    cache = study_cache(cfg, "consistency", lpips=list(LPIPS))  # rows are checked by name and fingerprint
     for name in names:
         plain = study_pipeline(cfg, name)
         if int(plain.nfe) >= SLOW_NFE and cfg.skip_slow:
@@ -81,6 +84,7 @@ def consistency_study(cfg: StudyConfig) -> StudyResult:
             device=cfg.device,
             uq_samples=0,
             baseline=not rows,  # the LR row once: the slow rows pair with its first maps
+            lpips=LPIPS,
             progress=cfg.progress,
             cache=cache,
             batch=cfg.batch,
