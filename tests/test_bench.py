@@ -172,6 +172,29 @@ def test_fingerprint_follows_weights_and_settings_not_the_device():
     assert fingerprint(c) != fingerprint(a)  # retrained
 
 
+@pytest.mark.parametrize("recipe", ["tdpm", "munet_fs_cwgan"])
+def test_fingerprint_leaves_out_training_only_critics(recipe):
+    """A discriminator is drawn afresh at every load (no weights file holds it): two loads of the
+    same weights must share one fingerprint, or every TDPM row would be sampled again each run."""
+    from mrsisr.eval.cache import fingerprint
+    from mrsisr.stages import training_stages
+
+    a, b = (load_recipe(recipe, size="tiny").build() for _ in range(2))
+    critics = [m for s in training_stages(a) for m in s.critic_modules.values()]
+    assert critics  # the recipe has one
+    keep = {
+        k: v for k, v in a.state_dict().items() if "discriminator" not in k and "critic" not in k
+    }
+    b.load_state_dict(keep, strict=False)
+    assert not all(
+        torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values())
+    )
+    assert fingerprint(a) == fingerprint(b)
+    with torch.no_grad():  # the generator (or MUNet) itself still counts
+        next(p for m in training_stages(a)[-1].modules.values() for p in m.parameters()).add_(1e-3)
+    assert fingerprint(a) != fingerprint(b)
+
+
 def test_slow_models_run_on_the_first_maps_and_pair_on_them(cohort5, tmp_path):
     from mrsisr.pipelines.one_step import OneStepPipeline
 

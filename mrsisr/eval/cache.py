@@ -130,12 +130,29 @@ class ScoreCache:
         return len(self.entries)
 
 
+def _critic_tensors(pipe: Any) -> set[int]:
+    """`id`s of the parameters and buffers of a pipeline's training-only critics (TDPM's
+    discriminator, MUNet's cWGAN critic): no weights file holds them, so a loaded model has them
+    freshly drawn, and sampling never uses them."""
+    from mrsisr.stages import training_stages
+
+    try:
+        stages = training_stages(pipe)
+    except TypeError:  # a pipeline that cannot be trained has no critic either
+        return set()
+    critics = [m for stage in stages for m in stage.critic_modules.values()]
+    return {id(t) for m in critics for t in (*m.parameters(), *m.buffers())}
+
+
 def fingerprint(pipe: Any) -> str:
-    """A digest of a model: every tensor of its `state_dict` (name, dtype, bytes) and its
-    resolved recipe (`pipe.recipe.tables`: sampler, steps, temperatures, consistency).
+    """A digest of a model: every tensor of its `state_dict` (name, dtype, bytes) but those of
+    training-only critics, and its resolved recipe (`pipe.recipe.tables`: sampler, steps,
+    temperatures, consistency).
 
     Two pipelines with the same weights and settings have the same fingerprint whatever device
-    they are on; a retrained part or another setting (e.g. a recalibrated τf) changes it.
+    they are on; a retrained part or another setting (e.g. a recalibrated τf) changes it. A
+    discriminator, drawn afresh whenever a model is loaded (the weights files leave it out),
+    does not.
 
     Args:
         pipe: A pipeline (an `nn.Module`, or a wrapper holding one as `.pipe`).
@@ -158,7 +175,10 @@ def fingerprint(pipe: Any) -> str:
     if not hasattr(pipe, "state_dict"):
         return f"unknown-{id(pipe)}"  # never matches a kept row: such a model is always sampled
     h = hashlib.sha256()
-    for name, t in sorted(pipe.state_dict().items()):
+    skip = _critic_tensors(pipe)
+    for name, t in sorted(pipe.state_dict(keep_vars=True).items()):
+        if id(t) in skip:
+            continue
         t = t.detach().to("cpu").contiguous().reshape(-1)
         h.update(f"{name}|{t.dtype}|{t.numel()}".encode())
         h.update(t.view(torch.uint8).numpy().tobytes())
