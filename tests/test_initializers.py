@@ -171,7 +171,9 @@ def test_gan_r1_penalty_matches_definition() -> None:
     real = masked_noisy_target(x0, cond.mask, 100, schedule, torch.Generator().manual_seed(0))
     real.requires_grad_(True)
     (grad,) = torch.autograd.grad(init.discriminator(real, cond).sum(), real)
-    penalty = 0.5 * init.r1_gamma * grad.pow(2).flatten(1).sum(1).mean()
+    var = 1.0 - float(schedule.gammas[100])  # R1 in noise units: the gradient w.r.t. x / sigma
+    assert 0.0 < var < 0.5
+    penalty = 0.5 * init.r1_gamma * var * grad.pow(2).flatten(1).sum(1).mean()
     assert float(penalty) > 1e-2
     assert torch.allclose(with_r1 - without, penalty, rtol=1e-3)
 

@@ -66,7 +66,9 @@ def consistency_study(cfg: StudyConfig) -> StudyResult:
     rows: list[dict[str, Any]] = []
     machine = ""
     scores: dict[str, Any] = {}
-    cache = study_cache(cfg, "consistency", lpips=list(LPIPS))  # rows are checked by name and fingerprint
+    cache = study_cache(
+        cfg, "consistency", lpips=list(LPIPS)
+    )  # rows are checked by name and fingerprint
     for name in names:
         plain = study_pipeline(cfg, name)
         if int(plain.nfe) >= SLOW_NFE and cfg.skip_slow:
