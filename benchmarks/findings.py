@@ -11,10 +11,13 @@ otherwise (the direction is the one the signed-rank test saw: the larger rank su
 p ≥ 0.05, which with few maps (the 1000-NFE rows have 20) says little. A finding whose row a
 study did not make (e.g. `tdpm-20` while TDPM's T_trunc = 20 generator is not shipped: that row
 is then `tdpm-respaced-20`, another model) is "not measured". Nothing is judged by hand, so the
-table can be regenerated whenever the studies are re-run.
+table can be regenerated whenever the studies are re-run. A study run on fewer maps per scale
+than `--min-maps` (default 50, issue 16's size; e.g. an old 4-map run) is not judged: its
+findings read "not measured at full size".
 
 Usage:
     python benchmarks/findings.py [--results benchmarks/results] [--size small] [--json OUT]
+        [--min-maps 50]
 """
 
 from __future__ import annotations
@@ -119,13 +122,23 @@ def paired(data: dict, a: str, b: str, scale: int, metric: str) -> tuple | None:
     return x, y
 
 
-def judge(f: Finding, data: dict | None) -> dict:
-    """Evaluate one finding on a study's results."""
+def study_maps(data: dict) -> int | None:
+    """Maps per scale a study ran with (its `--limit`; `None`: all maps), from its config."""
+    limit = (data.get("config") or {}).get("limit")
+    return None if not limit else int(limit)
+
+
+def judge(f: Finding, data: dict | None, min_maps: int = 0) -> dict:
+    """Evaluate one finding on a study's results (a study with fewer than `min_maps` maps per
+    scale is not judged)."""
     from scipy.stats import rankdata, wilcoxon
 
     out = asdict(f) | {"mean_a": None, "mean_b": None, "n": 0, "p": None}
     if data is None:
         return out | {"verdict": "not measured (no results file)"}
+    maps = study_maps(data)
+    if maps is not None and maps < min_maps:
+        return out | {"verdict": f"not measured at full size (the study ran {maps} maps per scale)"}
     got = paired(data, f.a, f.b, f.scale, f.metric)
     if got is None:
         return out | {"verdict": "not measured (row or per-map scores missing)"}
@@ -169,10 +182,11 @@ def table(results: list[dict]) -> str:
 STUDIES = ("truncation", "solver", "scale", "sharpness", "ablation", "consistency")
 
 
-def times(results_dir: Path, size: str) -> str:
+def times(results_dir: Path, size: str, min_maps: int = 0) -> str:
     """Markdown table of each study's sampling time: the sum over its rows of seconds per map
     times maps, as each row was measured (rows read back after an interruption keep the time of
     the run that sampled them), so the figure does not depend on how often a study was resumed.
+    Studies run on fewer than `min_maps` maps per scale are left out.
     """
     lines = [
         "| study | rows | maps per scale | 1000-NFE rows | sampling time |",
@@ -182,7 +196,11 @@ def times(results_dir: Path, size: str) -> str:
         path = results_dir / f"study-{size}-{name}.json"
         if not path.is_file():
             continue
-        rows = [r for r in json.loads(path.read_text())["rows"] if r.get("nfe")]
+        data = json.loads(path.read_text())
+        maps = study_maps(data)
+        if maps is not None and maps < min_maps:
+            continue
+        rows = [r for r in data["rows"] if r.get("nfe")]
         seconds = sum(float(r["sec_per_slice"]) * int(r["n_maps"]) for r in rows)
         fast = max((r["n_maps"] for r in rows if r["nfe"] < 500), default=0)
         slow = max((r["n_maps"] for r in rows if r["nfe"] >= 500), default=0)
@@ -195,6 +213,9 @@ def main() -> None:
     ap.add_argument("--results", default="benchmarks/results")
     ap.add_argument("--size", default="small")
     ap.add_argument("--json", default=None, help="also write the judged findings here")
+    ap.add_argument(
+        "--min-maps", type=int, default=50, help="judge only studies run on this many maps"
+    )
     args = ap.parse_args()
     cache: dict[str, dict | None] = {}
     results = []
@@ -202,10 +223,10 @@ def main() -> None:
         if f.study not in cache:
             path = Path(args.results) / f"study-{args.size}-{f.study}.json"
             cache[f.study] = json.loads(path.read_text()) if path.is_file() else None
-        results.append(judge(f, cache[f.study]))
+        results.append(judge(f, cache[f.study], args.min_maps))
     print(table(results))
     print()
-    print(times(Path(args.results), args.size))
+    print(times(Path(args.results), args.size, args.min_maps))
     if args.json:
         Path(args.json).write_text(json.dumps({"findings": results}, indent=2) + "\n")
 

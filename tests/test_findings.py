@@ -38,6 +38,11 @@ def test_verdicts_follow_the_paired_test():
     assert judged["verdict"] == "not significant" and judged["n"] == 30
     assert findings.judge(f, None)["verdict"].startswith("not measured")
     assert findings.judge(f, {"rows": []})["verdict"].startswith("not measured")
+    # a study run on too few maps (an old 4-map run) is not judged, however clear its rows
+    small = better | {"config": {"limit": 4}}
+    assert findings.judge(f, small, min_maps=50)["verdict"].startswith("not measured at full size")
+    assert findings.judge(f, small | {"config": {"limit": 50}}, min_maps=50)["verdict"] == "agrees"
+    assert findings.judge(f, small | {"config": {"limit": 0}}, min_maps=50)["verdict"] == "agrees"
     # "as good as": agreement is the absence of a significant difference
     near = findings.Finding("x", "Fig. 9", "a matches b", 4, "ssim", "a", "b", "≈")
     assert findings.judge(near, same)["verdict"] == "agrees (no significant difference)"
