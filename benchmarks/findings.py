@@ -123,7 +123,18 @@ def paired(data: dict, a: str, b: str, scale: int, metric: str) -> tuple | None:
 
 
 def study_maps(data: dict) -> int | None:
-    """Maps per scale a study ran with (its `--limit`; `None`: all maps), from its config."""
+    """Maps per scale a study scored.
+
+    Args:
+        data: A study's results (`rows` with `n_maps`, `config`).
+
+    Returns:
+        The most maps any row scored (the LR input's row scores every chosen map), or, for a
+        file without rows, its `--limit` (`None` when unknown or all maps).
+    """
+    counts = [int(r["n_maps"]) for r in data.get("rows") or [] if r.get("n_maps")]
+    if counts:
+        return max(counts)
     limit = (data.get("config") or {}).get("limit")
     return None if not limit else int(limit)
 

@@ -1,4 +1,4 @@
-"""LPIPS, the perceptual metric of the sharpness study, with real weights and no download.
+"""LPIPS for the sharpness and consistency studies, with real weights and no download.
 
 The `lpips` package (v0.1 linear heads) builds the metric, but its AlexNet and VGG16 backbones come
 from torchvision's pretrained weights, which it downloads. The full weights ship offline inside the

@@ -190,6 +190,9 @@ def test_fingerprint_leaves_out_training_only_critics(recipe):
         torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values())
     )
     assert fingerprint(a) == fingerprint(b)
+    from mrsisr.eval.studies.base import ConditionedScale
+
+    assert fingerprint(ConditionedScale(a, 4.0)) == fingerprint(ConditionedScale(b, 4.0))  # wrapped
     with torch.no_grad():  # the generator (or MUNet) itself still counts
         next(p for m in training_stages(a)[-1].modules.values() for p in m.parameters()).add_(1e-3)
     assert fingerprint(a) != fingerprint(b)

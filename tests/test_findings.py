@@ -43,6 +43,11 @@ def test_verdicts_follow_the_paired_test():
     assert findings.judge(f, small, min_maps=50)["verdict"].startswith("not measured at full size")
     assert findings.judge(f, small | {"config": {"limit": 50}}, min_maps=50)["verdict"] == "agrees"
     assert findings.judge(f, small | {"config": {"limit": 0}}, min_maps=50)["verdict"] == "agrees"
+    # the maps actually scored win over the requested limit (a small cohort, "all maps")
+    rows = {"rows": [{"n_maps": 12, "nfe": 0}, {"n_maps": 4, "nfe": 1000}], "config": {"limit": 0}}
+    assert findings.study_maps(rows) == 12
+    assert findings.judge(f, better | rows, min_maps=50)["verdict"].startswith("not measured at")
+    assert findings.study_maps({}) is None
     # "as good as": agreement is the absence of a significant difference
     near = findings.Finding("x", "Fig. 9", "a matches b", 4, "ssim", "a", "b", "≈")
     assert findings.judge(near, same)["verdict"] == "agrees (no significant difference)"
@@ -51,6 +56,18 @@ def test_verdicts_follow_the_paired_test():
     lp = findings.Finding("x", "Fig. 7", "sharper", 4, "lpips_vgg", "a", "b")
     lower = _study({"a": base - 0.05, "b": base}, metric="lpips_vgg")
     assert findings.judge(lp, lower)["verdict"] == "agrees"
+
+
+def test_times_lists_only_full_size_studies(tmp_path):
+    def study(name, n):
+        rows = [{"n_maps": n, "nfe": 101, "sec_per_slice": 36.0}, {"n_maps": n, "nfe": 0}]
+        (tmp_path / f"study-small-{name}.json").write_text(json.dumps({"rows": rows}))
+
+    study("solver", 50)
+    study("scale", 4)
+    out = findings.times(tmp_path, "small", min_maps=50)
+    assert "| solver | 1 | 50 | - | 0.5 h |" in out and "| scale |" not in out
+    assert "| scale | 1 | 4 |" in findings.times(tmp_path, "small")
 
 
 def test_rows_are_paired_on_the_maps_they_share():

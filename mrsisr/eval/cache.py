@@ -134,14 +134,20 @@ def _critic_tensors(pipe: Any) -> set[int]:
     """`id`s of the parameters and buffers of a pipeline's training-only critics (TDPM's
     discriminator, MUNet's cWGAN critic): no weights file holds them, so a loaded model has them
     freshly drawn, and sampling never uses them."""
+    import torch
+
     from mrsisr.stages import training_stages
 
+    found: set[int] = set()
+    for inner in ("pipeline", "pipe"):  # a study wrapper (e.g. ConditionedScale) holds one
+        if isinstance(getattr(pipe, inner, None), torch.nn.Module):
+            found |= _critic_tensors(getattr(pipe, inner))
     try:
         stages = training_stages(pipe)
-    except TypeError:  # a pipeline that cannot be trained has no critic either
-        return set()
-    critics = [m for stage in stages for m in stage.critic_modules.values()]
-    return {id(t) for m in critics for t in (*m.parameters(), *m.buffers())}
+    except Exception:  # a pipeline (or plugin) that cannot declare stages: no critic to skip
+        return found
+    critics = [m for stage in stages for m in getattr(stage, "critic_modules", {}).values()]
+    return found | {id(t) for m in critics for t in (*m.parameters(), *m.buffers())}
 
 
 def fingerprint(pipe: Any) -> str:
