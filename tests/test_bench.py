@@ -193,6 +193,13 @@ def test_fingerprint_leaves_out_training_only_critics(recipe):
     from mrsisr.eval.studies.base import ConditionedScale
 
     assert fingerprint(ConditionedScale(a, 4.0)) == fingerprint(ConditionedScale(b, 4.0))  # wrapped
+    if recipe == "munet_fs_cwgan":  # trained without its critic: the critic is not used either
+        fidelity = {"pipeline": {"lambda_adv_range": [0.0, 0.0]}}
+        c, d = (load_recipe(recipe, size="tiny", overrides=fidelity).build() for _ in range(2))
+        d.load_state_dict(
+            {k: v for k, v in c.state_dict().items() if "critic" not in k}, strict=False
+        )
+        assert fingerprint(c) == fingerprint(d)
     with torch.no_grad():  # the generator (or MUNet) itself still counts
         next(p for m in training_stages(a)[-1].modules.values() for p in m.parameters()).add_(1e-3)
     assert fingerprint(a) != fingerprint(b)

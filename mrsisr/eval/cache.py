@@ -147,6 +147,10 @@ def _critic_tensors(pipe: Any) -> set[int]:
     except Exception:  # a pipeline (or plugin) that cannot declare stages: no critic to skip
         return found
     critics = [m for stage in stages for m in getattr(stage, "critic_modules", {}).values()]
+    trained = {id(m) for stage in stages for m in getattr(stage, "modules", {}).values()}
+    idle = getattr(pipe, "critic", None)  # e.g. MUNet trained without its critic: never used
+    if isinstance(idle, torch.nn.Module) and id(idle) not in trained:
+        critics.append(idle)
     return found | {id(t) for m in critics for t in (*m.parameters(), *m.buffers())}
 
 
