@@ -12,6 +12,9 @@ Two measurements behind the TDPM notes in docs/training.md and docs/bench.md:
   GAN initializer's), plain (`gamma/2 E|grad|^2`, as before this version) or none; it prints
   the loss and accuracy every 50 steps.
 
+RUN is a `mrsisr train tdpm --size small` run folder on the phantom (its
+`stages/generator/latest` checkpoint is read).
+
 Usage (from the repository root; one CPU thread):
     python benchmarks/gan_probe.py draws RUN 50
     python benchmarks/gan_probe.py critic RUN 50 --r1 plain [--lr 1e-4] [--steps 300]
@@ -20,6 +23,8 @@ Usage (from the repository root; one CPU thread):
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -120,6 +125,13 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--gamma", type=float, default=0.01, help="R1 weight (the recipe's)")
     args = ap.parse_args()
+    if not (Path(args.run) / "stages" / "generator" / "latest").is_dir():
+        print(
+            f"error: {args.run}: no generator checkpoint (stages/generator/latest); "
+            "pass the folder of a `mrsisr train tdpm` run",
+            file=sys.stderr,
+        )
+        sys.exit(2)
     torch.set_num_threads(1)
     if args.what == "draws":
         draws(args.run, args.k)

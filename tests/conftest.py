@@ -30,3 +30,14 @@ def cohort5(tmp_path_factory):
     from mrsisr.data import make_phantom_cohort
 
     return make_phantom_cohort(tmp_path_factory.mktemp("cohort5") / "c", subjects=5, seed=0)
+
+
+@pytest.fixture
+def lpips_installed():
+    """Skip the test unless the real LPIPS metric can run (the `lpips` package and the offline
+    weights that scripts/setup.sh installs)."""
+    pytest.importorskip("lpips")
+    from mrsisr.perceptual import lpips_weights_dir
+
+    if not (lpips_weights_dir() / "vgg.safetensors").is_file():
+        pytest.skip("LPIPS weights not installed (scripts/setup.sh installs them)")

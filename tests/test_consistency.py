@@ -193,14 +193,10 @@ def test_registry_and_recipe_validation():
         )
 
 
-def test_consistency_study_pairs_each_model_with_its_dc_row(cli, cohort5, tmp_path):
+def test_consistency_study_pairs_each_model_with_its_dc_row(
+    cli, cohort5, tmp_path, lpips_installed
+):  # the study scores LPIPS too
     import json
-
-    pytest.importorskip("lpips")  # the study scores LPIPS too
-    from mrsisr.perceptual import lpips_weights_dir
-
-    if not (lpips_weights_dir() / "vgg.safetensors").is_file():
-        pytest.skip("LPIPS weights not installed (scripts/setup.sh installs them)")
 
     res = cli(
         "study", "consistency", "--size", "tiny", "--untrained", "--limit", "2", "--slow-limit", "1",

@@ -163,12 +163,7 @@ def test_scale_study(cli, cohort5, tmp_path):
 
 
 @pytest.mark.slow  # LPIPS itself is tested in test_perceptual
-def test_sharpness_study_scores_lpips(cli, cohort5, tmp_path):
-    pytest.importorskip("lpips")
-    from mrsisr.perceptual import lpips_weights_dir
-
-    if not (lpips_weights_dir() / "vgg.safetensors").is_file():
-        pytest.skip("LPIPS weights not installed (scripts/setup.sh installs them)")
+def test_sharpness_study_scores_lpips(cli, cohort5, tmp_path, lpips_installed):
     rows = _run(cli, cohort5, tmp_path, "sharpness")
     assert sorted(r["tau_d"] for r in rows.values() if r["tau_d"] is not None) == [
         0,

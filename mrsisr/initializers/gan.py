@@ -34,8 +34,8 @@ at T' = 499 on images in [-1, 1], where `sigma` is about 1; here maps lie in [0,
 is 0.17 at t = 100, 0.09 at t = 50 and 0.04 at t = 20, so the plain penalty is 36 to 570 times
 stronger. Measured on the phantom (one seed, ×4 training maps, batch 8, Adam 1e-4): a fresh
 discriminator trained 300 steps against the fixed draws of the T_trunc = 50 generator reached
-a loss of 1.28 (accuracy 0.75) with the penalty in noise units, 1.11 (0.71) without R1, but
-only 1.37 (0.69) with the plain penalty, and 1.38 (0.57) with the plain penalty at 25 times
+a loss of 1.28 (accuracy 0.75) with the penalty in noise units, 1.19 (0.66) without R1, but
+only 1.37 (0.69) with the plain penalty, and 1.40 (0.50) with the plain penalty at 25 times
 the learning rate. The change is not enough on its own: in a full run at T_trunc = 20 with it
 (and the authors' rates), the discriminator still stayed at chance (see the bench docs).
 """

@@ -66,9 +66,8 @@ def consistency_study(cfg: StudyConfig) -> StudyResult:
     rows: list[dict[str, Any]] = []
     machine = ""
     scores: dict[str, Any] = {}
-    cache = study_cache(
-        cfg, "consistency", lpips=list(LPIPS)
-    )  # rows are checked by name and fingerprint
+    # rows are checked by name and fingerprint; the LPIPS backbones belong to the identity
+    cache = study_cache(cfg, "consistency", lpips=list(LPIPS))
     for name in names:
         plain = study_pipeline(cfg, name)
         if int(plain.nfe) >= SLOW_NFE and cfg.skip_slow:
