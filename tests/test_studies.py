@@ -284,6 +284,36 @@ def test_ablation_variant_pairs_ftddm_denoiser_with_its_own_flow(tmp_path):
         assert all(torch.equal(v, w[k]) for k, v in got.state_dict().items())
 
 
+def test_shipped_table3_variant_takes_the_flow_of_its_twin(tmp_path, monkeypatch):
+    """Shipped `no_mask`: its own UNet, and the flow of `no_mask_flow` (trained like FTDDM's)."""
+    from mrsisr.eval.studies import StudyConfig
+    from mrsisr.eval.studies import ablation as abl
+    from mrsisr.weights import save_weights
+
+    torch.manual_seed(0)
+    ab = abl.ABLATIONS["no_mask"]
+    own = load_recipe("ftddm", size="tiny", overrides=ab.overrides).build()
+    twin = load_recipe("ftddm", size="tiny", overrides=ab.overrides).build()
+    save_weights({"denoiser": own.denoiser, "flow": own.initializer.flow}, tmp_path / "no_mask.st")
+    save_weights({"flow": twin.initializer.flow}, tmp_path / "no_mask_flow.st")
+    monkeypatch.setattr(abl, "ablation_weights_path", lambda v, size: tmp_path / f"{v}.st")
+    pipe = abl.ablation_pipeline(StudyConfig(size="tiny"), "no_mask")
+    for got, want in (
+        (pipe.denoiser, own.denoiser),
+        (pipe.initializer.flow, twin.initializer.flow),
+    ):
+        w = want.state_dict()
+        assert all(torch.equal(v, w[k]) for k, v in got.state_dict().items())
+    assert not all(
+        torch.equal(v, own.initializer.flow.state_dict()[k])
+        for k, v in pipe.initializer.flow.state_dict().items()
+    )
+    # without the twin's file the variant is left out, not run with the file's own flow
+    (tmp_path / "no_mask_flow.st").unlink()
+    cfg = StudyConfig(size="tiny", weights={"ftddm": str(tmp_path / "no_mask.st")})
+    assert abl._check_ablation_weights(cfg, ["no_mask"]) == []
+
+
 def test_table3_variants_drop_the_ingredient_from_unet_and_flow(tmp_path, capsys):
     """`no_mask` / `no_mri` are the paper's Table 3: their own UNet and flow both go without."""
     from mrsisr.errors import CheckpointError

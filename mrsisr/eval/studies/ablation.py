@@ -47,6 +47,9 @@ class Ablation:
             paired with the recipe's shipped UNet).
         unet_mask: The UNet reads the quality mask (`None`: no UNet runs, the flow alone).
         unet_mri: The UNet reads T1 and FLAIR (`None`: no UNet runs).
+        flow_from: With shipped weights, the flow comes from this variant's file (the `_flow`
+            twin, whose flow was trained the same way) and only the UNet from the variant's own;
+            weights given with `--weights` supply every part of `own_parts` themselves.
     """
 
     recipe: str
@@ -60,6 +63,7 @@ class Ablation:
     own_parts: tuple[str, ...] | None = None
     unet_mask: bool | None = True
     unet_mri: bool | None = True
+    flow_from: str | None = None
 
 
 NO_MASK_FLOW = {"mask_channel": False, "flow": {"cond_channels": 3}}
@@ -87,6 +91,7 @@ ABLATIONS: dict[str, Ablation] = {
         mask=False,
         unet_mask=False,
         own_parts=("denoiser", "flow"),
+        flow_from="no_mask_flow",
     ),
     "no_mri": Ablation(
         "ftddm",
@@ -95,6 +100,7 @@ ABLATIONS: dict[str, Ablation] = {
         mri=False,
         unet_mri=False,
         own_parts=("denoiser", "flow"),
+        flow_from="no_mri_flow",
     ),
     "no_mask_flow": Ablation("ftddm", {"initializer": NO_MASK_FLOW}, (3,), mask=False),
     "no_mri_flow": Ablation("ftddm", {"initializer": NO_MRI_FLOW}, (3,), mri=False),
@@ -104,7 +110,7 @@ ABLATIONS: dict[str, Ablation] = {
 "diffusion only" row: FTDDM's UNet, with the s-embedding, trained on the whole chain (T = 1000) and
 run from Gaussian noise like DDPM (the `ddpm` recipe with `denoiser.use_scale = true`), with its
 own UNet weights. `no_mask` and `no_mri` are Table 3 as the paper has it: neither the UNet nor the
-flow sees the mask (the MRIs), with their own UNet and flow. `no_mask_flow`, `no_mri_flow` and
+flow sees the mask (the MRIs), with their own UNet and the flow of their `_flow` twin. `no_mask_flow`, `no_mri_flow` and
 `no_guide` pair FTDDM's shipped truncated UNet with a flow trained like FTDDM's (same steps,
 batch, seed) but without one ingredient: what that ingredient brings to the flow's start."""
 
@@ -119,8 +125,8 @@ def ablation_weights_path(variant: str, size: str) -> Path:
 
     Returns:
         `zoo/weights/ablation/<recipe>-<variant>-<size>.safetensors`, holding the variant's own
-        parts only (its flow, its UNet and flow for `no_mask` / `no_mri`, its UNet for
-        `diffusion_only`).
+        parts only (its flow; its UNet for `diffusion_only`; its UNet and a flow for
+        `no_mask` / `no_mri`, whose shipped flow is taken from the `_flow` twin's file instead).
     """
     from mrsisr.weights import weights_dir
 
@@ -164,6 +170,10 @@ def ablation_pipeline(cfg: StudyConfig, name: str) -> Any:
     check_trained_t_start(recipe, Path(own))
     _check_variant_card(name, Path(own))
     load_pipeline_weights(pipe, own, parts=parts)
+    if ab.flow_from and name not in cfg.weights:  # shipped: the twin's flow, trained like FTDDM's
+        twin = ablation_weights_path(ab.flow_from, cfg.size)
+        if twin.is_file() or not cfg.untrained:
+            load_pipeline_weights(pipe, twin, parts=initializer_parts(pipe))
     return pipe.to(cfg.device).eval()
 
 
@@ -223,7 +233,9 @@ def _check_ablation_weights(cfg: StudyConfig, names: Sequence[str]) -> list[str]
         has_recipe = ab.recipe in cfg.weights or weights_path(ab.recipe, cfg.size).is_file()
         if pairs_with_recipe and not has_recipe:
             missing.append(f"{name} ({ab.recipe} weights)")
-        elif ab.own_weights and not ablation_weights_path(name, cfg.size).is_file():
+        elif ab.own_weights and not all(
+            ablation_weights_path(v, cfg.size).is_file() for v in (name, ab.flow_from) if v
+        ):
             skipped.append(name)
     if missing:
         raise CheckpointError(
