@@ -29,11 +29,16 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--json", default="respace-lpips.json")
     args = parser.parse_args()
+    try:
+        steps = [int(k) for k in args.steps.split(",")]
+    except ValueError:
+        parser.error(f"--steps {args.steps!r}: give whole step counts, e.g. 100,20")
+    if any(k < 1 or k > 1000 for k in steps):
+        parser.error(f"--steps {args.steps!r}: each count must lie in 1-1000")
 
     from mrsisr.eval.bench import run_bench
     from mrsisr.zoo import load
 
-    steps = [int(k) for k in args.steps.split(",")]
     models = [
         (f"respace-{k}", load("ddpm_respace", size="small", overrides={"sampler": {"steps": k}}))
         for k in steps

@@ -110,9 +110,10 @@ ABLATIONS: dict[str, Ablation] = {
 "diffusion only" row: FTDDM's UNet, with the s-embedding, trained on the whole chain (T = 1000) and
 run from Gaussian noise like DDPM (the `ddpm` recipe with `denoiser.use_scale = true`), with its
 own UNet weights. `no_mask` and `no_mri` are Table 3 as the paper has it: neither the UNet nor the
-flow sees the mask (the MRIs), with their own UNet and the flow of their `_flow` twin. `no_mask_flow`, `no_mri_flow` and
-`no_guide` pair FTDDM's shipped truncated UNet with a flow trained like FTDDM's (same steps,
-batch, seed) but without one ingredient: what that ingredient brings to the flow's start."""
+flow sees the mask (the MRIs), with their own UNet and the flow of their `_flow` twin.
+`no_mask_flow`, `no_mri_flow` and `no_guide` pair FTDDM's shipped truncated UNet with a flow
+trained like FTDDM's (same steps, batch, seed) but without one ingredient: what that ingredient
+brings to the flow's start."""
 
 
 def ablation_weights_path(variant: str, size: str) -> Path:
@@ -173,6 +174,8 @@ def ablation_pipeline(cfg: StudyConfig, name: str) -> Any:
     if ab.flow_from and name not in cfg.weights:  # shipped: the twin's flow, trained like FTDDM's
         twin = ablation_weights_path(ab.flow_from, cfg.size)
         if twin.is_file() or not cfg.untrained:
+            check_trained_t_start(recipe, twin)
+            _check_variant_card(ab.flow_from, twin)
             load_pipeline_weights(pipe, twin, parts=initializer_parts(pipe))
     return pipe.to(cfg.device).eval()
 
