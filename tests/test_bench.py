@@ -66,6 +66,8 @@ def test_bench_cli_tiny_on_two_maps(cli, cohort5, tmp_path):
     assert [(r["model"], r["scale"]) for r in rows] == [
         (m, s) for s in (8,) for m in ("ftddm", "tdpm", "ddpm_respace", "lr_input")
     ]
+    # The CPU defaults, as `mrsisr sr`'s: channels-last weights and 16 images per evaluation.
+    assert saved["config"]["channels_last"] is True and saved["config"]["batch"] == 16
     for r in rows:  # the per-map scores behind each row, for pairing with other runs
         per_map = saved["scores"][f"{r['model']}@{r['scale']}"]["ssim"]
         assert len(per_map) == len(saved["maps"]) == 2

@@ -115,13 +115,15 @@ def bench_cmd(
         str, typer.Option("--out", "-o", help="Folder for results.json, results.csv, grid.png.")
     ] = "bench-results",
     batch: Annotated[
-        int,
+        int | None,
         typer.Option(
             min=0,
             help="Images per network evaluation, as in every command: maps per sampling call; "
-            "0 = all maps of a scale at once.",
+            "0 = all maps of a scale at once. Default: 16 on a CPU (faster per image there), "
+            "64 on a GPU.",
+            show_default=False,
         ),
-    ] = 0,
+    ] = None,
     weights: Annotated[
         list[str] | None,
         typer.Option(help="NAME=PATH: weights file or run folder for a model (repeatable)."),
@@ -143,11 +145,13 @@ def bench_cmd(
     ] = 4,
     set_: SetOption = None,
     channels_last: Annotated[
-        bool,
+        bool | None,
         typer.Option(
-            "--channels-last", help="Channels-last weights (same results, faster on CPU)."
+            "--channels-last/--no-channels-last",
+            help="Channels-last weights (default: on for CPU, where benchmarks/perf.py measured "
+            "it faster; the results agree to rounding).",
         ),
-    ] = False,
+    ] = None,
     consistency: ConsistencyOption = "none",
     precision: PrecisionOption = "fp32",
     compile_: CompileOption = None,
@@ -161,6 +165,7 @@ def bench_cmd(
     from mrsisr.eval.bench import BENCH_MARKER, run_bench
     from mrsisr.outputs import prepare_out
     from mrsisr.runtime import check_runtime
+    from mrsisr.sr import default_batch
 
     names = with_consistency(parse_list(models, "--models"), consistency)
     scale_list = parse_list(scales, "--scales", int)
@@ -179,12 +184,12 @@ def bench_cmd(
         size=size,
         seed=seed,
         device=device,
-        batch=batch or None,
+        batch=(default_batch(device) if batch is None else batch) or None,
         weights=weight_map,
         untrained=untrained,
         overrides=parse_overrides(set_),
         uq_samples=uq_samples,
-        channels_last=channels_last,
+        channels_last=channels_last if channels_last is not None else device == "cpu",
         precision=precision,
         compile=compile_,
     )

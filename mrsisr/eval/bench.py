@@ -52,15 +52,17 @@ BENCH_SCALES: tuple[int, ...] = (8, 4, 2)
 """The paper's upscaling factors (low-resolution matrices 8×8, 16×16 and 32×32)."""
 
 DEFAULT_LIMIT = 10
-"""Default maps per scale, so that `ftddm,tdpm,ddpm` at `small` size fit in 10 minutes on 2 CPU cores.
+"""Default maps per scale of `mrsisr bench`: enough for a paired Wilcoxon p down to 0.002.
 
-The 101-NFE models take about 4 s per map on 2 CPU cores at `small` size; 10 maps allow a paired
-Wilcoxon p down to 0.002. DDPM's 1000 network evaluations (about 40 s per map) run on
+The 101-NFE models at `small` size took 3.7 s per map on the 2-core build machine on 2026-12-01
+and 5.6-6.5 s on 2026-12-02 (the same machine type on a slower host: 57 against about 36 ms per
+image and network evaluation). DDPM's 1000 network evaluations (40-105 s per map) run on
 `DEFAULT_SLOW_LIMIT` of the same maps.
 """
 
-DEFAULT_SLOW_LIMIT = 2
-"""Default maps per scale of 1000-NFE models in `mrsisr bench`."""
+DEFAULT_SLOW_LIMIT = 1
+"""Default maps per scale of 1000-NFE models in `mrsisr bench` (a demonstration that they run and
+what they cost; their statistics need `--slow-limit 20`, as in the docs' tables)."""
 
 SLOW_NFE = 500
 """Models with at least this many network evaluations per map run on `slow_limit` maps."""
