@@ -19,6 +19,7 @@ Examples:
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -32,11 +33,13 @@ __all__ = [
     "COMPILE_BACKENDS",
     "PRECISIONS",
     "Accelerated",
+    "PrecisionWarning",
     "accelerate",
     "autocast",
     "check_runtime",
     "compile_modules",
     "enable_tf32",
+    "native_low_precision",
     "grad_scaler",
     "optimizer_options",
 ]
@@ -65,8 +68,53 @@ def check_runtime(precision: str = "fp32", compile: str | None = None) -> None:
         raise MrsisrError(f"`compile` {compile!r}: use one of {', '.join(COMPILE_BACKENDS)}")
 
 
+class PrecisionWarning(UserWarning):
+    """A precision that this processor can only emulate (the command line prints it on one line)."""
+
+
+def native_low_precision(precision: str) -> bool | None:
+    """Whether this machine's CPU computes `bf16` / `fp16` natively (oneDNN's own check).
+
+    Without native support (e.g. AVX2 only: no `avx512_bf16` or `amx_bf16` in `lscpu`) the
+    convolutions are emulated: `bf16` autocast measured about 30 times slower than float32 on
+    such a 2-core host (docs/bench.md).
+
+    Args:
+        precision: `bf16` or `fp16` (`fp32` is always native).
+
+    Returns:
+        `True` or `False`, or `None` when this torch build cannot tell.
+    """
+    if precision == "fp32":
+        return True
+    probe = {"bf16": "_is_mkldnn_bf16_supported", "fp16": "_is_mkldnn_fp16_supported"}
+    try:
+        return bool(getattr(torch.ops.mkldnn, probe[precision])())
+    except (AttributeError, RuntimeError, KeyError):
+        return None
+
+
+_WARNED: set[str] = set()
+
+
+def _warn_emulated(device: torch.device, precision: str) -> None:
+    if device.type != "cpu" or precision == "fp32" or precision in _WARNED:
+        return
+    if native_low_precision(precision) is False:
+        _WARNED.add(precision)
+        warnings.warn(
+            f"this CPU has no native {precision} arithmetic: `precision` {precision} runs "
+            "emulated, many times slower than fp32 (measured about 30x); use fp32 here",
+            PrecisionWarning,
+            stacklevel=3,
+        )
+
+
 def autocast(device: str | torch.device, precision: str) -> contextlib.AbstractContextManager:
     """The autocast context of a precision on a device (a no-op context for `fp32`).
+
+    On a CPU without native `bf16` / `fp16` arithmetic a
+    [`PrecisionWarning`][mrsisr.runtime.PrecisionWarning] says so, once per process.
 
     Args:
         device: Torch device (or its type).
@@ -79,6 +127,7 @@ def autocast(device: str | torch.device, precision: str) -> contextlib.AbstractC
     dtype = PRECISIONS[precision]
     if dtype is None:
         return contextlib.nullcontext()
+    _warn_emulated(torch.device(device), precision)
     return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
 
 

@@ -75,6 +75,37 @@ def test_autocast_and_scaler_per_precision():
     assert isinstance(grad_scaler("cpu", "fp16"), torch.amp.GradScaler)
 
 
+def test_emulated_low_precision_on_a_cpu_is_said_once_on_one_line(monkeypatch, capsys):
+    import warnings
+
+    import mrsisr.runtime as rt
+
+    monkeypatch.setattr(rt, "_WARNED", set())
+    monkeypatch.setattr(rt, "native_low_precision", lambda p: p == "fp32")
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        for _ in range(3):  # e.g. every training step
+            with autocast("cpu", "bf16"):
+                pass
+        with autocast("cpu", "fp32"):
+            pass
+    notes = [w for w in seen if issubclass(w.category, rt.PrecisionWarning)]
+    assert len(notes) == 1 and "no native bf16" in str(notes[0].message)
+    from mrsisr.cli import _show_warning  # how the command line prints it
+
+    _show_warning(notes[0].message, notes[0].category, "runtime.py", 1)
+    err = capsys.readouterr().err
+    assert err.startswith("warning: this CPU has no native bf16") and err.count("\n") == 1
+    monkeypatch.setattr(rt, "native_low_precision", lambda p: True)
+    monkeypatch.setattr(rt, "_WARNED", set())
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        with autocast("cpu", "bf16"):
+            pass
+    assert not [w for w in seen if issubclass(w.category, rt.PrecisionWarning)]
+    assert rt.native_low_precision("fp32") is True
+
+
 def _tiny_ftddm():
     torch.manual_seed(0)
     over = {"sampler.type": "respace", "sampler.steps": 3}

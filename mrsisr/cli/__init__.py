@@ -95,8 +95,9 @@ class _Group(TyperGroup):
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
     from mrsisr.registry import PluginWarning
+    from mrsisr.runtime import PrecisionWarning
 
-    if issubclass(category, PluginWarning):
+    if issubclass(category, (PluginWarning, PrecisionWarning)):
         print(f"warning: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
     else:
         _default_showwarning(message, category, filename, lineno, file, line)
