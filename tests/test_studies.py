@@ -54,6 +54,8 @@ def test_truncation_study(cli, cohort5, tmp_path):
     # T_trunc = 100 chain; the DDPM rows run from T
     assert rows["ftddm-5"]["t_trunc"] == 5 and rows["tdpm-10"]["t_trunc"] == 10
     assert rows["respace-5"]["t_trunc"] == 1000
+    config = json.loads((tmp_path / "truncation.json").read_text())["config"]
+    assert config["batch"] == 16 and config["channels_last"] is True  # the CPU defaults, as bench
 
 
 def _tiny_weights(path, t_start, seed):

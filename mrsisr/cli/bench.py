@@ -308,19 +308,22 @@ def study_cmd(
         ),
     ] = None,
     batch: Annotated[
-        int,
+        int | None,
         typer.Option(
             min=0,
-            help="Maps per sampling call; 0 = all maps of a scale at once (16 is faster on a "
-            "CPU). Part of the study's identity: the draws depend on it.",
+            help="Maps per sampling call, as in bench; 0 = all maps of a scale at once. Default: "
+            "16 on a CPU, 64 on a GPU. Part of the study's identity: the draws depend on it.",
+            show_default=False,
         ),
-    ] = 0,
+    ] = None,
     channels_last: Annotated[
-        bool,
+        bool | None,
         typer.Option(
-            "--channels-last", help="Channels-last weights (same results, faster on CPU)."
+            "--channels-last/--no-channels-last",
+            help="Channels-last weights (default: on for CPU, as in bench; the results agree "
+            "to rounding).",
         ),
-    ] = False,
+    ] = None,
 ) -> None:
     """Run one of the paper's studies and write its table (JSON, CSV) and figure (PNG).
 
@@ -333,6 +336,7 @@ def study_cmd(
     from mrsisr.eval.studies import STUDY_MARKER, StudyConfig
     from mrsisr.outputs import prepare_out
     from mrsisr.registries import STUDIES
+    from mrsisr.sr import default_batch
 
     study = STUDIES.get(name)
     with_consistency([], consistency, allow_both=False)  # validates the value
@@ -353,8 +357,8 @@ def study_cmd(
         slow_limit=slow_limit,
         skip_slow=skip_slow,
         models=parse_list(models, "--models") if models else None,
-        batch=batch or None,
-        channels_last=channels_last,
+        batch=(default_batch(device) if batch is None else batch) or None,
+        channels_last=channels_last if channels_last is not None else device == "cpu",
         resume_dir=out,  # rows scored by an interrupted run with the same settings are kept
     )
     result = study(cfg)
