@@ -11,9 +11,10 @@
 # where `python benchmarks/md_table.py FILE --pivot ssim,psnr` turns it into the docs' table.
 #
 # On a CPU the networks run fastest on 16 maps per call with channels-last weights (BATCH=16,
-# CHANNELS_LAST=1, the defaults here; about 1.5x faster than all 50 maps at once without
-# channels-last: 54 against 81 ms per map and network evaluation, measured in the truncation
-# and solver studies on the 2-core build machine). The draws depend on the batch, so it is part
+# CHANNELS_LAST=1, the defaults here and of `mrsisr study` on a CPU; about 1.35x faster than
+# all 50 maps at once without channels-last: about 60 against 80-81 ms per map and network
+# evaluation at x4 and x2, measured in the truncation and solver studies on the 2-core build
+# machine). The draws depend on the batch, so it is part
 # of each study's identity: keep it when resuming. On a GPU, BATCH=64.
 #
 # Usage (from the repository root, with the environment active):
