@@ -28,20 +28,18 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 class Switch(nn.Module):
-    """ε from `high` for t > cut and from `low` for t <= cut (per map of the batch)."""
+    """ε from `high` for t > cut and from `low` for t <= cut (the chain passes one t per call)."""
 
     def __init__(self, high: nn.Module, low: nn.Module, cut: int) -> None:
         super().__init__()
         self.high, self.low, self.cut = high, low, cut
 
     def forward(self, x, t, cond):  # noqa: ANN001, ANN201
-        lo = t <= self.cut
-        if bool(lo.all()):
+        if bool((t <= self.cut).all()):
             return self.low(x, t, cond)
-        out = self.high(x, t, cond)
-        if bool(lo.any()):
-            out[lo] = self.low(x[lo], t[lo], cond[lo])
-        return out
+        if bool((t <= self.cut).any()):
+            raise ValueError("a batch mixes timesteps on both sides of the cut")
+        return self.high(x, t, cond)
 
 
 def main() -> None:
