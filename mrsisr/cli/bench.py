@@ -165,7 +165,6 @@ def bench_cmd(
     from mrsisr.eval.bench import BENCH_MARKER, run_bench
     from mrsisr.outputs import prepare_out
     from mrsisr.runtime import check_runtime
-    from mrsisr.sr import default_batch
 
     names = with_consistency(parse_list(models, "--models"), consistency)
     scale_list = parse_list(scales, "--scales", int)
@@ -184,12 +183,12 @@ def bench_cmd(
         size=size,
         seed=seed,
         device=device,
-        batch=(default_batch(device) if batch is None else batch) or None,
+        batch=_batch(device, batch),
         weights=weight_map,
         untrained=untrained,
         overrides=parse_overrides(set_),
         uq_samples=uq_samples,
-        channels_last=channels_last if channels_last is not None else device == "cpu",
+        channels_last=_channels_last(device, channels_last),
         precision=precision,
         compile=compile_,
     )
@@ -336,7 +335,6 @@ def study_cmd(
     from mrsisr.eval.studies import STUDY_MARKER, StudyConfig
     from mrsisr.outputs import prepare_out
     from mrsisr.registries import STUDIES
-    from mrsisr.sr import default_batch
 
     study = STUDIES.get(name)
     with_consistency([], consistency, allow_both=False)  # validates the value
@@ -357,8 +355,8 @@ def study_cmd(
         slow_limit=slow_limit,
         skip_slow=skip_slow,
         models=parse_list(models, "--models") if models else None,
-        batch=(default_batch(device) if batch is None else batch) or None,
-        channels_last=channels_last if channels_last is not None else device == "cpu",
+        batch=_batch(device, batch),
+        channels_last=_channels_last(device, channels_last),
         resume_dir=out,  # rows scored by an interrupted run with the same settings are kept
     )
     result = study(cfg)
@@ -407,6 +405,19 @@ def study_table(result) -> Table:  # noqa: ANN001
             _p(r["p_ssim"]),
         )
     return table
+
+
+def _batch(device: str, batch: int | None) -> int | None:
+    """`--batch` as `run_bench` and `StudyConfig` take it: the device's default when not given
+    (16 on a CPU, 64 on a GPU), `None` (all maps of a scale in one call) for 0."""
+    from mrsisr.sr import default_batch
+
+    return (default_batch(device) if batch is None else batch) or None
+
+
+def _channels_last(device: str, flag: bool | None) -> bool:
+    """`--channels-last/--no-channels-last`, on by default on a CPU (faster there)."""
+    return flag if flag is not None else device == "cpu"
 
 
 def _init_distributed(device: str) -> bool:
