@@ -9,7 +9,7 @@ row against the first row kept at its scale. Interim numbers only: the study's J
 figure come when it finishes.
 
 Usage:
-    python benchmarks/partial_report.py ~/.cache/mrsisr/studies-small/.consistency.partial.json
+    python benchmarks/partial_report.py benchmarks/studies-partial/.consistency.partial.json
     python benchmarks/partial_report.py FILE --metrics ssim,psnr,lpips_vgg
 """
 

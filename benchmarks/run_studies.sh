@@ -11,11 +11,16 @@
 # where `python benchmarks/md_table.py FILE --pivot ssim,psnr` turns it into the docs' table.
 #
 # On a CPU the networks run fastest on 16 maps per call with channels-last weights (BATCH=16,
-# CHANNELS_LAST=1, the defaults here and of `mrsisr study` on a CPU; about 1.35x faster than
+# CHANNELS_LAST=1, the defaults here and of `mrsisr study` on a CPU; about 1.3x faster than
 # all 50 maps at once without channels-last: about 60 against 80-81 ms per map and network
 # evaluation at x4 and x2, measured in the truncation and solver studies on the 2-core build
 # machine). The draws depend on the batch, so it is part
 # of each study's identity: keep it when resuming. On a GPU, BATCH=64.
+#
+# The partial scores live in benchmarks/studies-partial/ inside the work tree (OUT= elsewhere),
+# because a study outlasts one working session and a new machine starts with an empty
+# ~/.cache: commit `benchmarks/studies-partial/.NAME.partial.json` when you stop (a few hundred
+# kB of per-map scores), and the next session's run carries on from there.
 #
 # Usage (from the repository root, with the environment active):
 #   nohup benchmarks/run_studies.sh > ~/.cache/mrsisr/studies.log 2>&1 &
@@ -26,7 +31,6 @@
 # DDPM-1000 reference), ablation ~2 h, sharpness ~1 h 10 min, scale ~1 h, consistency ~4 h.
 set -euo pipefail
 
-OUT=${OUT:-$HOME/.cache/mrsisr/studies-small}
 LIMIT=${LIMIT:-50}
 SLOW=${SLOW:-20}
 STUDIES=${STUDIES:-solver truncation ablation sharpness scale consistency}
@@ -35,6 +39,7 @@ CHANNELS_LAST=${CHANNELS_LAST:-1}
 EXTRA=()
 if [ "$CHANNELS_LAST" = 1 ]; then EXTRA+=(--channels-last); fi
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+OUT=${OUT:-$ROOT/benchmarks/studies-partial}
 
 for study in $STUDIES; do
   limit=$LIMIT
