@@ -28,6 +28,7 @@ __all__ = [
     "Progress",
     "LOSS_WEIGHTINGS",
     "diffusion_loss",
+    "draw_timesteps",
     "loss_weights",
     "masked_eps",
     "posterior_step",
@@ -110,6 +111,61 @@ def loss_weights(
     return w.float().to(t.device)
 
 
+def draw_timesteps(
+    n: int,
+    t_train: int,
+    T: int,
+    generator: torch.Generator | None = None,
+    low_t_fraction: float = 0.0,
+    low_t_max: int = 100,
+) -> Tensor:
+    """Training timesteps: `U{1, ..., t_train}`, optionally mixed with `U{1, ..., low_t_max}`.
+
+    A full-chain denoiser (DDPM, T = 1000) sees `t <= 100` in only a tenth of its uniform draws,
+    yet the last steps of the chain set the fine detail of the answer. With
+    `low_t_fraction = f > 0`, each timestep comes from `U{1, ..., low_t_max}` with probability
+    `f` and from `U{1, ..., t_train}` otherwise, so the probability of a `t <= low_t_max` is
+    `f + (1 - f) low_t_max / t_train`. The loss is not reweighted to undo the mixture: this
+    deliberately puts more of the training signal on small `t` (a fine-tuning tool, not the
+    paper's Eq. 5).
+
+    Args:
+        n: Number of timesteps.
+        t_train: Largest timestep of the uniform draw (`1 <= t_train <= T`).
+        T: The schedule's number of steps.
+        generator: Optional random generator; its device is used for the draw.
+        low_t_fraction: Probability, in `[0, 1]`, of a low-`t` draw. At 0 only the uniform
+            draw is made, exactly as without this option.
+        low_t_max: Largest low timestep (`1 <= low_t_max <= t_train`; only checked, and
+            only used, when `low_t_fraction > 0`).
+
+    Returns:
+        Timesteps `(n,)`, `int64`, on the generator's device (CPU without one).
+
+    Raises:
+        ValueError: For a `t_train`, `low_t_fraction` or `low_t_max` out of range.
+
+    Examples:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> t = draw_timesteps(10_000, 1000, 1000, g, low_t_fraction=0.5, low_t_max=100)
+        >>> bool(t.min() >= 1 and t.max() <= 1000), round((t <= 100).float().mean().item(), 2)
+        (True, 0.55)
+    """
+    if not 1 <= int(t_train) <= T:
+        raise ValueError(f"t_train must be in [1, {T}], got {t_train}")
+    if not 0.0 <= float(low_t_fraction) <= 1.0:
+        raise ValueError(f"low_t_fraction must be in [0, 1], got {low_t_fraction}")
+    if float(low_t_fraction) > 0 and not 1 <= int(low_t_max) <= int(t_train):
+        raise ValueError(f"low_t_max must be in [1, t_train = {t_train}], got {low_t_max}")
+    device = generator.device if generator is not None else torch.device("cpu")
+    t = torch.randint(1, int(t_train) + 1, (n,), generator=generator, device=device)
+    if float(low_t_fraction) > 0:
+        low = torch.randint(1, int(low_t_max) + 1, (n,), generator=generator, device=device)
+        pick = torch.rand(n, generator=generator, device=device) < float(low_t_fraction)
+        t = torch.where(pick, low, t)
+    return t
+
+
 def diffusion_loss(
     denoiser: Denoiser,
     x0: Tensor,
@@ -120,6 +176,8 @@ def diffusion_loss(
     *,
     weighting: str = "eps",
     snr_gamma: float = 5.0,
+    low_t_fraction: float = 0.0,
+    low_t_max: int = 100,
 ) -> Tensor:
     """The epsilon-MSE loss of Eq. 5 with `t ~ U{1, ..., t_train}` and masked noise.
 
@@ -139,15 +197,17 @@ def diffusion_loss(
         weighting: Loss weighting over timesteps (see
             [`loss_weights`][mrsisr.diffusion.loss_weights]); `"eps"` is Eq. 5.
         snr_gamma: γ of the `"min_snr"` weighting.
+        low_t_fraction: Share of the batch whose `t` is drawn from `U{1, ..., low_t_max}`
+            instead (each map independently, with this probability); 0, the default, is Eq. 5's
+            uniform draw and leaves the random stream as it was. See
+            [`draw_timesteps`][mrsisr.diffusion.draw_timesteps].
+        low_t_max: Largest timestep of the low-`t` draw.
 
     Returns:
         Scalar loss.
     """
-    if not 1 <= int(t_train) <= schedule.T:
-        raise ValueError(f"t_train must be in [1, {schedule.T}], got {t_train}")
     b = x0.shape[0]
-    gen_device = generator.device if generator is not None else x0.device
-    t = torch.randint(1, int(t_train) + 1, (b,), generator=generator, device=gen_device)
+    t = draw_timesteps(b, t_train, schedule.T, generator, low_t_fraction, low_t_max)
     t = t.to(x0.device)
     mask = cond.mask.to(x0)
     noise = randn(x0.shape, x0, generator) * mask

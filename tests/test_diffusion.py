@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mrsisr.backbones.unet import UNet
-from mrsisr.diffusion import diffusion_loss, posterior_step, predict_x0
+from mrsisr.diffusion import diffusion_loss, draw_timesteps, posterior_step, predict_x0
 from mrsisr.registries import INITIALIZERS
 from mrsisr.schedules import CosineSchedule
 from mrsisr.types import Condition, Initializer
@@ -36,6 +36,43 @@ def test_loss_draws_t_in_1_to_t_train_and_feeds_masked_x_t():
     for _ in range(200):
         diffusion_loss(spy, x0, cond, S, t_train=5, generator=gen)
     assert set(seen) == {1, 2, 3, 4, 5}
+
+
+def test_low_t_mixture_puts_the_asked_share_on_small_t():
+    gen = torch.Generator().manual_seed(3)
+    t = draw_timesteps(40_000, 1000, 1000, gen, low_t_fraction=0.75, low_t_max=50)
+    assert int(t.min()) >= 1 and int(t.max()) <= 1000
+    share = float((t <= 50).double().mean())  # 0.75 + 0.25 * 50 / 1000 = 0.7625
+    assert abs(share - 0.7625) < 4 * math.sqrt(0.7625 * 0.2375 / 40_000)
+    # above low_t_max the draw is uniform: each t in 51..1000 has (1 - f) / 1000 probability
+    high = t[t > 50]
+    assert abs(float(high.double().mean()) - 525.5) < 4 * 274.2 / math.sqrt(high.numel())
+    # the default leaves the random stream as Eq. 5's uniform draw had it
+    a = draw_timesteps(64, 1000, 1000, torch.Generator().manual_seed(4))
+    b = torch.randint(1, 1001, (64,), generator=torch.Generator().manual_seed(4))
+    assert torch.equal(a, b)
+    for bad in ({"low_t_fraction": 1.5}, {"low_t_fraction": 0.5, "low_t_max": 2000}):
+        with pytest.raises(ValueError, match="low_t"):
+            draw_timesteps(4, 1000, 1000, **bad)
+
+
+def test_pipeline_trains_with_the_low_t_mixture():
+    from mrsisr.recipes import load_recipe
+    from mrsisr.types import Batch
+
+    pipe = load_recipe(
+        "ddpm", size="tiny", overrides={"pipeline.low_t_fraction": 1.0, "pipeline.low_t_max": 3}
+    ).build()
+    seen = []
+    real = pipe.denoiser.forward
+    pipe.denoiser.forward = lambda x, t, c: (seen.extend(t.tolist()), real(x, t, c))[1]
+    size = pipe.denoiser.image_size
+    cond = half_mask_cond(4, size)
+    for _ in range(5):
+        pipe.denoiser_loss(Batch(torch.rand(4, 1, size, size) * cond.mask, cond, torch.ones(4)))
+    assert set(seen) <= {1, 2, 3} and len(seen) == 20
+    with pytest.raises(ValueError, match="low_t_fraction"):
+        load_recipe("ddpm", size="tiny", overrides={"pipeline.low_t_fraction": -0.1}).build()
 
 
 def test_loss_is_averaged_over_all_pixels():

@@ -40,6 +40,11 @@ class DiffusionPipeline(SuperResolveMixin, nn.Module):
             the paper), `"x0"` (constant weight on the x0 error) or `"min_snr"` (min-SNR-γ);
             see [`loss_weights`][mrsisr.diffusion.loss_weights]. Training only.
         snr_gamma: γ of the `"min_snr"` weighting.
+        low_t_fraction: Share of training timesteps drawn from `U{1, ..., low_t_max}` instead
+            of `U{1, ..., t_start}` (0, the default, is the paper's uniform draw); see
+            [`draw_timesteps`][mrsisr.diffusion.draw_timesteps]. Training only: used to
+            fine-tune a full-chain DDPM UNet on the last steps of its chain.
+        low_t_max: Largest timestep of that low-`t` draw.
         consistency: Optional data-consistency projection applied to every x0 estimate of the chain
             and to the answer (a `[consistency]` table, e.g.
             `type = "kspace"`); `None` or `none` leaves the method as published. See
@@ -59,6 +64,8 @@ class DiffusionPipeline(SuperResolveMixin, nn.Module):
         t_start: int | None = None,
         loss_weighting: str = "eps",
         snr_gamma: float = 5.0,
+        low_t_fraction: float = 0.0,
+        low_t_max: int = 100,
         consistency: nn.Module | None = None,
     ) -> None:
         super().__init__()
@@ -72,9 +79,15 @@ class DiffusionPipeline(SuperResolveMixin, nn.Module):
             raise ValueError(f"snr_gamma must be positive, got {snr_gamma}")
         self.loss_weighting = loss_weighting
         self.snr_gamma = float(snr_gamma)
+        if not 0.0 <= float(low_t_fraction) <= 1.0:
+            raise ValueError(f"low_t_fraction must be in [0, 1], got {low_t_fraction}")
+        self.low_t_fraction = float(low_t_fraction)
+        self.low_t_max = int(low_t_max)
         t_start = schedule.T if t_start is None else int(t_start)
         if not 0 <= t_start <= schedule.T:
             raise ValueError(f"t_start must be in [0, {schedule.T}], got {t_start}")
+        if self.low_t_fraction > 0 and not 1 <= self.low_t_max <= max(t_start, 1):
+            raise ValueError(f"low_t_max must be in [1, t_start = {t_start}], got {low_t_max}")
         if t_start == 0 and getattr(initializer, "training_stages", None) is None:
             raise ValueError(
                 "t_start = 0 leaves the whole map to the initializer; "
@@ -138,7 +151,8 @@ class DiffusionPipeline(SuperResolveMixin, nn.Module):
         return self.sample(cond, generator=generator)
 
     def denoiser_loss(self, batch: Batch, generator: torch.Generator | None = None) -> Tensor:
-        """ε-MSE loss of the denoiser (Eq. 5) with `t ~ U{1, ..., t_start}`, weighted as asked.
+        """ε-MSE loss of the denoiser (Eq. 5) with `t ~ U{1, ..., t_start}` (or the low-`t`
+        mixture asked for), weighted as asked.
 
         Args:
             batch: Training batch.
@@ -158,6 +172,8 @@ class DiffusionPipeline(SuperResolveMixin, nn.Module):
             generator,
             weighting=self.loss_weighting,
             snr_gamma=self.snr_gamma,
+            low_t_fraction=self.low_t_fraction,
+            low_t_max=self.low_t_max,
         )
 
     def training_stages(self) -> list[Any]:
