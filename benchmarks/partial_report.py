@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sys
 
 import numpy as np
 from scipy.stats import wilcoxon
@@ -31,7 +32,8 @@ def reference(name: str, scale: int, firsts: dict[int, str]) -> str:
 
 def report(path: str, metrics: list[str]) -> list[str]:
     """The lines to print for the kept rows of one partial file."""
-    entries = json.load(open(path))["entries"]
+    with open(path) as f:
+        entries = json.load(f)["entries"]
     rows = []
     for key, entry in entries.items():
         name, scale, n = key.rsplit("|", 2)
@@ -61,6 +63,14 @@ def main() -> None:
     ap.add_argument("partial", help="OUT/.NAME.partial.json of a study")
     ap.add_argument("--metrics", default="ssim,psnr,lpips_vgg", help="comma-separated")
     args = ap.parse_args()
+    try:
+        with open(args.partial) as f:
+            json.load(f)
+    except (OSError, ValueError) as err:
+        print(
+            f"{args.partial}: {err} (the file appears when the first row is kept)", file=sys.stderr
+        )
+        raise SystemExit(2) from None
     print("\n".join(report(args.partial, [m for m in args.metrics.split(",") if m])))
 
 

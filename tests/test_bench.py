@@ -126,7 +126,7 @@ def test_bench_pipelines_from_python_share_maps(cohort5):
 def test_cached_rows_are_read_back_only_for_the_same_weights(cohort5, tmp_path, monkeypatch):
     """A resumed study re-scores a model whose weights were replaced since (a retrained
     initializer) and reads the others back."""
-    import mrsisr.eval.bench as bench
+    import mrsisr.eval.runner as runner
     from mrsisr.eval.cache import ScoreCache
     from mrsisr.pipelines.one_step import OneStepPipeline
 
@@ -138,8 +138,8 @@ def test_cached_rows_are_read_back_only_for_the_same_weights(cohort5, tmp_path, 
         def forward(self, cond, lambda_adv=0.0, metabolite=None):
             return cond.lr * self.gain
 
-    real, calls = bench.evaluate, []
-    monkeypatch.setattr(bench, "evaluate", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real, calls = runner.evaluate, []
+    monkeypatch.setattr(runner, "evaluate", lambda *a, **k: calls.append(1) or real(*a, **k))
 
     def once(gain_b):
         cache = ScoreCache(tmp_path / ".demo.partial.json", {"study": "demo"})
@@ -157,6 +157,73 @@ def test_cached_rows_are_read_back_only_for_the_same_weights(cohort5, tmp_path, 
     changed = once(0.5)
     assert len(calls) == 1  # b's weights changed: scored again; a read back
     assert not np.allclose(changed.scores[("b", 4)]["ssim"], first.scores[("b", 4)]["ssim"])
+
+
+class _Gain(torch.nn.Module):
+    """A one-step "model": the LR input times a gain (deterministic, no network)."""
+
+    def __init__(self, gain=1.0):
+        super().__init__()
+        self.gain = torch.nn.Parameter(torch.tensor(gain))
+
+    def forward(self, cond, lambda_adv=0.0, metabolite=None):
+        return cond.lr * self.gain
+
+
+def _slow(gain=1.0):
+    """The same, counted as a 1000-step model (so `slow_limit` applies to it)."""
+    from mrsisr.pipelines.one_step import OneStepPipeline
+
+    class Slow(OneStepPipeline):
+        nfe = 1000
+
+    return Slow(_Gain(gain))
+
+
+def test_slow_rows_sample_every_scale_in_the_same_calls(cohort5, monkeypatch):
+    import mrsisr.eval.runner as runner
+    from mrsisr.pipelines.one_step import OneStepPipeline
+
+    real, joined = runner.evaluate_parts, []
+
+    def spy(pipe, parts, **kw):
+        joined.append([len(p.x0) for p in parts])
+        return real(pipe, parts, **kw)
+
+    monkeypatch.setattr(runner, "evaluate_parts", spy)
+    models = [("fast", OneStepPipeline(_Gain(0.9))), ("slow", _slow(0.9))]
+    kw = dict(data=cohort5, limit=3, slow_limit=1, scales=(8, 4, 2), progress=False, uq_samples=0)
+    result = run_bench(models, **kw)
+    assert joined == [[1, 1, 1]]  # one map per scale, sampled together
+    for s in (8, 4, 2):  # each part scored on its own scale's first map
+        slow, fast = result.scores[("slow", s)], result.scores[("fast", s)]
+        assert len(slow["ssim"]) == 1 and slow["ssim"][0] == pytest.approx(fast["ssim"][0])
+        row = next(r for r in result.rows if r.model == "slow" and r.scale == s)
+        assert row.n_maps == 1 and row.sec_per_slice >= 0
+    joined.clear()
+    again = run_bench(models, batch=2, **kw)  # 3 maps do not fit in a call of 2: per scale
+    assert joined == [] and again.scores[("slow", 4)]["ssim"] == pytest.approx(
+        result.scores[("slow", 4)]["ssim"]
+    )
+
+
+def test_evaluate_parts_scores_each_part_as_evaluate_would(cohort5):
+    from mrsisr.eval.scores import cat_batches, evaluate, evaluate_parts
+    from mrsisr.pipelines.one_step import OneStepPipeline
+
+    subjects = load_dataset(cohort5)
+    parts = [collate([MRSIDataset(subjects, lr_size=64 // s)[i] for i in range(2)]) for s in (8, 2)]
+    joined = cat_batches(parts)
+    assert len(joined.x0) == 4 and joined.cond.scale.tolist() == [8, 8, 2, 2]
+    assert joined.subject == parts[0].subject + parts[1].subject
+    pipe = OneStepPipeline(_Gain(0.8))
+    got = evaluate_parts(pipe, parts, batch=3)
+    for part, g in zip(parts, got, strict=True):
+        alone = evaluate(pipe, part)
+        for k in alone.values:
+            assert np.allclose(g.values[k], alone.values[k]), k
+        assert torch.equal(g.pred, alone.pred)
+    assert sum(g.seconds for g in got) > 0
 
 
 def test_fingerprint_follows_weights_and_settings_not_the_device():

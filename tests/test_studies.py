@@ -396,10 +396,10 @@ def test_ablation_refuses_a_flow_trained_without_the_variant_overrides(tmp_path)
 
 
 def test_interrupted_study_resumes_from_the_rows_it_scored(cli, cohort5, tmp_path, monkeypatch):
-    import mrsisr.eval.bench as bench
+    import mrsisr.eval.runner as runner
     from mrsisr.eval.studies import partial_path
 
-    real, calls = bench.evaluate, []
+    real, calls = runner.evaluate, []
 
     def dies_on_third(*args, **kwargs):
         calls.append(1)
@@ -408,7 +408,7 @@ def test_interrupted_study_resumes_from_the_rows_it_scored(cli, cohort5, tmp_pat
         return real(*args, **kwargs)
 
     out = tmp_path / "study"
-    monkeypatch.setattr(bench, "evaluate", dies_on_third)
+    monkeypatch.setattr(runner, "evaluate", dies_on_third)
     cli("study", "truncation", *COMMON, "--data", str(cohort5), "--steps", "2", "--skip-slow",
         "--out", str(out))  # fmt: skip
     assert len(calls) == 3 and not (out / "truncation.json").exists()
@@ -422,7 +422,7 @@ def test_interrupted_study_resumes_from_the_rows_it_scored(cli, cohort5, tmp_pat
     calls.clear()
     again = _run(cli, cohort5, out, "truncation", "--steps", "2", "--skip-slow")
     assert len(calls) == 0 and again == rows
-    monkeypatch.setattr(bench, "evaluate", real)
+    monkeypatch.setattr(runner, "evaluate", real)
     fresh = _run(cli, cohort5, tmp_path / "fresh", "truncation", "--steps", "2", "--skip-slow")
     for k, r in fresh.items():
         assert rows[k]["ssim_mean"] == pytest.approx(r["ssim_mean"], abs=1e-6), k

@@ -31,9 +31,10 @@ import torch
 
 from mrsisr.errors import DataError, MrsisrError
 from mrsisr.eval.figures import save_grid
-from mrsisr.eval.models import load_models, split_variant, wants_phase
-from mrsisr.eval.report import LR_INPUT, BenchRow, summarize, write_csv_rows, write_json
-from mrsisr.eval.scores import Model, evaluate, gather, merge_shards, score_maps, select_maps
+from mrsisr.eval.models import load_models, split_variant
+from mrsisr.eval.report import BenchRow, write_csv_rows, write_json
+from mrsisr.eval.runner import BenchRun
+from mrsisr.eval.scores import select_maps
 from mrsisr.runtime import check_runtime
 
 __all__ = [
@@ -63,9 +64,6 @@ image and network evaluation). DDPM's 1000 network evaluations (40-105 s per map
 DEFAULT_SLOW_LIMIT = 1
 """Default maps per scale of 1000-NFE models in `mrsisr bench` (a demonstration that they run and
 what they cost; their statistics need `--slow-limit 20`, as in the docs' tables)."""
-
-SLOW_NFE = 500
-"""Models with at least this many network evaluations per map run on `slow_limit` maps."""
 
 BENCH_MARKER = "results.json"
 """The file that marks a folder as a `mrsisr bench` output (it may then be replaced)."""
@@ -236,159 +234,6 @@ class BenchResult:
         return [out / n for n in names]
 
 
-class _Bench:
-    """One bench run: its options, models and everything measured so far."""
-
-    def __init__(self, cfg: BenchConfig, models: list[Model], on_row: Any) -> None:
-        from mrsisr.eval.scores import _dist
-
-        self.cfg, self.models, self.on_row = cfg, models, on_row
-        self.rank, self.world = _dist()
-        self.device = torch.device(cfg.device)
-        self.rows: list[BenchRow] = []
-        self.scores: dict[tuple[str, int], dict[str, np.ndarray]] = {}
-        self.grid: dict[int, dict[str, Any]] = {}
-        self.maps: list[tuple[str, str, int]] = []
-        self.first = models[0].name
-        self.digests: dict[str, str] = {}
-        self.map_digest = ""
-
-    def fingerprint(self, model: Model) -> str:
-        """The digest of a model's weights (computed once), which cached rows must match."""
-        from mrsisr.eval.cache import fingerprint
-
-        if model.name not in self.digests:
-            self.digests[model.name] = fingerprint(model.pipe)
-        return self.digests[model.name]
-
-    def n_maps(self, model: Model, chosen: int) -> int:
-        """Maps a model scores: all chosen ones, or the first `slow_limit` for a slow model."""
-        if self.cfg.slow_limit is not None and model.nfe >= SLOW_NFE:
-            return min(chosen, int(self.cfg.slow_limit))
-        return chosen
-
-    def emit(self, row: BenchRow) -> None:
-        self.rows.append(row)
-        if self.on_row is not None and self.rank == 0:
-            self.on_row(row)
-
-    def run_scale(self, subjects: Any, test_ids: list[str], scale: int, bar: Any) -> None:
-        """Score every model (and the LR input) on this scale's chosen maps."""
-        from mrsisr.data import MRSIDataset, collate
-
-        lr_size = int(round(64 / scale))
-        phase = any(wants_phase(m.name) for m in self.models)  # `+dcp` rows: the complex data
-        dataset = MRSIDataset(
-            subjects,
-            lr_size=lr_size,
-            subject_ids=test_ids,
-            measured="simulate" if phase else "none",
-        )
-        chosen = select_maps(len(dataset), self.cfg.limit, self.cfg.seed)
-        if not chosen:
-            raise DataError("no test maps with a non-empty mask in this fold")
-        self.maps = self.maps or [_identity(dataset, i) for i in chosen]
-        # kept rows must belong to these very maps (a data folder may change between runs)
-        self.map_digest = _digest([_identity(dataset, i) for i in chosen])
-        mine = chosen[self.rank :: self.world]
-        full = collate([dataset[i] for i in mine or chosen[:1]]).to(self.device)
-        if not mine:  # more ranks than maps: this rank scores nothing but joins every gather
-            full = full[:0]
-        lr_pred = full.cond.lr.clamp(0, 1)
-        lr_scores = merge_shards(
-            gather(score_maps(lr_pred, full, self.cfg.lpips)), len(chosen), self.world
-        )
-        common = min(self.n_maps(m, len(chosen)) for m in self.models)
-        fig_idx = _figure_index(full[: max(len(range(self.rank, common, self.world)), 1)])
-        for model in self.models:
-            self.run_model(model, full, len(chosen), scale, lr_scores, fig_idx, bar)
-        if self.cfg.baseline:
-            self.scores[(LR_INPUT, scale)] = lr_scores
-            self.emit(summarize(LR_INPUT, scale, lr_scores, ref=self.scores[(self.first, scale)]))
-
-    def run_model(
-        self,
-        model: Model,
-        full: Any,
-        chosen: int,
-        scale: int,
-        lr_scores: dict[str, np.ndarray],
-        fig_idx: int,
-        bar: Any,
-    ) -> None:
-        """Score one model at one scale; gather the ranks; add its row and figure panel."""
-        if not wants_phase(model.name) and full.cond.measured is not None:
-            full = dataclasses.replace(full, cond=dataclasses.replace(full.cond, measured=None))
-        n_sel = self.n_maps(model, chosen)
-        mine_n = len(range(self.rank, n_sel, self.world))  # this rank's share of the first n_sel
-        step = self.cfg.batch or max(1, len(full.x0))
-        calls = -(-mine_n // step) if mine_n else 0
-        task = (
-            bar.add_task(f"{model.name} ×{scale:g}", total=max(model.nfe * calls, 1))
-            if bar
-            else None
-        )
-        gen = torch.Generator(device=self.device).manual_seed(self.cfg.seed * 1009 + 64 // scale)
-        tick = (lambda n: bar.advance(task, n)) if bar is not None else None
-        cache = self.cfg.cache
-        digest = f"{self.fingerprint(model)}|{self.map_digest}" if cache is not None else ""
-        kept = cache.get(model.name, scale, n_sel, digest) if cache is not None else None
-        if kept is not None:  # scored by an earlier, interrupted run with the same settings
-            merged, seconds = kept
-        else:
-            got = evaluate(
-                model.pipe,
-                full[:mine_n],
-                batch=step,
-                generator=gen,
-                lpips=self.cfg.lpips,
-                progress=tick,
-            )
-            shards = gather((got.values, got.seconds))
-            merged = merge_shards([s[0] for s in shards], n_sel, self.world)
-            seconds = max(s[1] for s in shards)
-            if cache is not None and self.rank == 0:
-                cache.put(model.name, scale, n_sel, merged, seconds, digest)
-            if self.rank == 0 and got.pred is not None and fig_idx < mine_n:
-                self.add_figure(model, full, fig_idx, scale, got.pred, gen)
-        if bar is not None:
-            bar.update(task, completed=bar.tasks[task].total)
-        self.scores[(model.name, scale)] = merged
-        self.emit(
-            summarize(
-                model.name,
-                scale,
-                merged,
-                ref=self.scores.get((self.first, scale)),
-                lr=lr_scores,
-                nfe=model.nfe,
-                sec_per_slice=seconds / max(n_sel, 1),
-                params=model.params,
-                weights=model.weights,
-            )
-        )
-
-    def add_figure(
-        self, model: Model, full: Any, i: int, scale: int, pred: Any, gen: torch.Generator
-    ) -> None:
-        fig = self.grid.setdefault(scale, _grid_base(full, i, scale))
-        fig[model.name] = (pred[i, 0] * full.max_value[i]).cpu().numpy()
-        if model.name == self.first and self.cfg.uq_samples > 1:
-            cond = full.cond[i : i + 1].repeat(self.cfg.uq_samples)
-            with torch.no_grad():
-                x = model.pipe.sample(cond, generator=gen) * full.max_value[i]
-            fig["std"] = x[:, 0].std(0).cpu().numpy()
-            fig["std_model"] = model.name
-
-
-def _digest(items: Any) -> str:
-    """A short digest of JSON-able data (e.g. the identities of the maps scored)."""
-    import hashlib
-    import json
-
-    return hashlib.sha256(json.dumps(items, default=str).encode()).hexdigest()[:16]
-
-
 def run_bench(
     models: Sequence[str | tuple[str, Any]],
     config: BenchConfig | None = None,
@@ -425,15 +270,16 @@ def run_bench(
         raise MrsisrError(f"run_bench: unknown option(s) {', '.join(sorted(set(options) - known))}")
     cfg = dataclasses.replace(config or BenchConfig(), **options)
     cfg.check()
-    bench = _Bench(cfg, load_models(models, cfg), on_row)
+    bench = BenchRun(cfg, load_models(models, cfg), on_row)
     subjects = load_dataset(resolve_data(cfg.data))
     _, _, test_ids = fold_split([s.subject for s in subjects], cfg.fold)
     if not test_ids:
         raise DataError(f"fold {cfg.fold} has no test subjects; use more subjects or another fold")
+    bench.subjects, bench.test_ids = subjects, list(test_ids)
     bar = _progress_bar(cfg.progress and bench.rank == 0)
     with bar if bar is not None else nullcontext():
         for scale in cfg.scales:
-            bench.run_scale(subjects, list(test_ids), int(scale), bar)
+            bench.run_scale(int(scale), bar)
     config_out = cfg.to_dict() | {
         "models": [m.name for m in bench.models],
         "test_subjects": list(test_ids),
@@ -453,25 +299,3 @@ def _progress_bar(enabled: bool) -> Any:
     from mrsisr.progress import progress_bar
 
     return progress_bar("NFE")
-
-
-def _identity(dataset: Any, i: int) -> tuple[str, str, int]:
-    si, met, k = dataset.items[i]
-    return dataset.subjects[si].subject, met, int(k)
-
-
-def _figure_index(batch: Any) -> int:
-    """The map with the largest mask: the most informative one for the figure."""
-    areas = batch.cond.mask.flatten(1).sum(1)
-    return int(areas.argmax()) if len(areas) else 0
-
-
-def _grid_base(batch: Any, i: int, scale: int) -> dict[str, Any]:
-    m = float(batch.max_value[i])
-    return {
-        "lr": (batch.cond.lr[i, 0].clamp(0, 1) * batch.cond.mask[i, 0] * m).cpu().numpy(),
-        "gt": (batch.x0[i, 0] * m).cpu().numpy(),
-        "mask": batch.cond.mask[i, 0].cpu().numpy(),
-        "title": f"{batch.subject[i]} {batch.metabolite[i]} slice {batch.slice_index[i]}",
-        "scale": scale,
-    }

@@ -59,7 +59,8 @@ def consistency_study(cfg: StudyConfig) -> StudyResult:
     Returns:
         The result; figure: SSIM and PSNR change from the projection, per model and scale.
     """
-    from mrsisr.eval.bench import SLOW_NFE, run_bench
+    from mrsisr.eval.bench import run_bench
+    from mrsisr.eval.runner import SLOW_NFE
 
     names = list(cfg.models or CONSISTENCY_MODELS)
     check_weights(cfg, names)
