@@ -118,6 +118,7 @@ def draw_timesteps(
     generator: torch.Generator | None = None,
     low_t_fraction: float = 0.0,
     low_t_max: int = 100,
+    device: torch.device | str | None = None,
 ) -> Tensor:
     """Training timesteps: `U{1, ..., t_train}`, optionally mixed with `U{1, ..., low_t_max}`.
 
@@ -138,9 +139,10 @@ def draw_timesteps(
             draw is made, exactly as without this option.
         low_t_max: Largest low timestep (`1 <= low_t_max <= t_train`; only checked, and
             only used, when `low_t_fraction > 0`).
+        device: Where to draw without a generator (default: CPU); with one, its device.
 
     Returns:
-        Timesteps `(n,)`, `int64`, on the generator's device (CPU without one).
+        Timesteps `(n,)`, `int64`, on the generator's device (else `device`).
 
     Raises:
         ValueError: For a `t_train`, `low_t_fraction` or `low_t_max` out of range.
@@ -157,7 +159,7 @@ def draw_timesteps(
         raise ValueError(f"low_t_fraction must be in [0, 1], got {low_t_fraction}")
     if float(low_t_fraction) > 0 and not 1 <= int(low_t_max) <= int(t_train):
         raise ValueError(f"low_t_max must be in [1, t_train = {t_train}], got {low_t_max}")
-    device = generator.device if generator is not None else torch.device("cpu")
+    device = generator.device if generator is not None else torch.device(device or "cpu")
     t = torch.randint(1, int(t_train) + 1, (n,), generator=generator, device=device)
     if float(low_t_fraction) > 0:
         low = torch.randint(1, int(low_t_max) + 1, (n,), generator=generator, device=device)
@@ -207,7 +209,9 @@ def diffusion_loss(
         Scalar loss.
     """
     b = x0.shape[0]
-    t = draw_timesteps(b, t_train, schedule.T, generator, low_t_fraction, low_t_max)
+    t = draw_timesteps(
+        b, t_train, schedule.T, generator, low_t_fraction, low_t_max, device=x0.device
+    )
     t = t.to(x0.device)
     mask = cond.mask.to(x0)
     noise = randn(x0.shape, x0, generator) * mask

@@ -207,6 +207,43 @@ def test_slow_rows_sample_every_scale_in_the_same_calls(cohort5, monkeypatch):
     )
 
 
+def test_joint_slow_rows_are_kept_for_every_scale_at_once(cohort5, tmp_path, monkeypatch):
+    import mrsisr.eval.runner as runner
+    from mrsisr.eval.cache import ScoreCache
+    from mrsisr.pipelines.one_step import OneStepPipeline
+
+    real, joined = runner.evaluate_parts, []
+    monkeypatch.setattr(runner, "evaluate_parts", lambda *a, **k: joined.append(1) or real(*a, **k))
+    path = tmp_path / ".demo.partial.json"
+
+    def once(models, **kw):
+        cache = ScoreCache(path, {"study": "demo"})
+        return run_bench(models, data=cohort5, limit=2, slow_limit=1, scales=(8, 4),
+                         progress=False, cache=cache, **kw)  # fmt: skip
+
+    models = [("fast", OneStepPipeline(_Gain(0.9))), ("slow", _slow(0.7))]
+    first = once(models, uq_samples=2)
+    assert joined == [1]
+    assert {k.split("|")[0] for k in ScoreCache(path, {"study": "demo"}).entries} == {
+        "fast",
+        "slow",
+    }
+    # the figure shows each scale's own map, the slow model's panel from the joint call
+    for s in (8, 4):
+        grid = first.grid[s]
+        assert np.allclose(grid["slow"], grid["fast"] * 0.7 / 0.9, atol=1e-5)
+    joined.clear()
+    again = once(models, uq_samples=0)
+    assert joined == []  # every scale read back, none drawn again
+    assert np.array_equal(again.scores[("slow", 4)]["ssim"], first.scores[("slow", 4)]["ssim"])
+    # rows drawn one scale at a time are not taken for joint ones, nor the reverse
+    joined.clear()
+    per_scale = once(models, uq_samples=0, batch=1)
+    assert joined == [] and len(per_scale.scores[("slow", 8)]["ssim"]) == 1
+    keys = ScoreCache(path, {"study": "demo"}).entries
+    assert sum(k.startswith("slow|") for k in keys) == 2  # same keys, replaced by the new digest
+
+
 def test_evaluate_parts_scores_each_part_as_evaluate_would(cohort5):
     from mrsisr.eval.scores import cat_batches, evaluate, evaluate_parts
     from mrsisr.pipelines.one_step import OneStepPipeline

@@ -51,6 +51,8 @@ def test_low_t_mixture_puts_the_asked_share_on_small_t():
     a = draw_timesteps(64, 1000, 1000, torch.Generator().manual_seed(4))
     b = torch.randint(1, 1001, (64,), generator=torch.Generator().manual_seed(4))
     assert torch.equal(a, b)
+    # without a generator the draw happens where the maps are, as Eq. 5's always did
+    assert draw_timesteps(4, 1000, 1000, device="meta").device.type == "meta"
     for bad in ({"low_t_fraction": 1.5}, {"low_t_fraction": 0.5, "low_t_max": 2000}):
         with pytest.raises(ValueError, match="low_t"):
             draw_timesteps(4, 1000, 1000, **bad)

@@ -80,11 +80,15 @@ class BenchConfig:
         limit: Maps per scale (a seeded subset of the test maps; `None`: all of them).
         slow_limit: Maps per scale for models with 500 or more network evaluations (DDPM-1000):
             the first `slow_limit` of the same seeded subset, so their rows pair with the others
-            on those maps. `None`: the same as `limit`.
+            on those maps. `None`: the same as `limit`. When those maps of every scale fit in
+            one call (`slow_limit` × scales ≤ `batch`, one process), they are sampled together:
+            a 1000-step chain on one map per call leaves most of a CPU idle. Their `s/slice`
+            is then their share of the joint calls' time.
         size: Size variant of recipe names.
         seed: Seed of the map choice and of the sampling noise.
         device: `cpu` or `cuda`.
-        batch: Maps per sampling call (`None`: all maps of a scale at once).
+        batch: Maps per sampling call (`None`: all maps of a scale at once, or of every scale
+            for a slow model sampled jointly, see `slow_limit`).
         weights: Model name → weights file or run folder, instead of the shipped weights.
         untrained: Allow recipes without weights (random weights: timings only).
         overrides: Recipe overrides applied to every recipe name (e.g. sampler settings).

@@ -68,6 +68,10 @@ class BenchRun:
             self.digests[model.name] = fingerprint(model.pipe)
         return self.digests[model.name]
 
+    def digest(self, model: Model, scale: int, joint: bool) -> str:
+        """What a kept row must match: the weights, the maps and how they were drawn."""
+        return f"{self.fingerprint(model)}|{self.map_digests[scale]}" + ("|joint" if joint else "")
+
     def n_maps(self, model: Model, chosen: int) -> int:
         """Maps a model scores: all chosen ones, or the first `slow_limit` for a slow model."""
         if self.cfg.slow_limit is not None and model.nfe >= SLOW_NFE:
@@ -151,17 +155,20 @@ class BenchRun:
         mine_n = len(range(self.rank, n_sel, self.world))  # this rank's share of the first n_sel
         step = self.cfg.batch or max(1, len(full.x0))
         joint = self.joins_scales(model)
-        calls = 0 if joint or not mine_n else -(-mine_n // step)
-        task = (
+        calls = -(-mine_n // step) if mine_n else 0
+        task = (  # a joint model has one task for all its scales (in joint_scores)
             bar.add_task(f"{model.name} ×{scale:g}", total=max(model.nfe * calls, 1))
-            if bar
+            if bar is not None and not joint
             else None
         )
         gen = torch.Generator(device=self.device).manual_seed(self.cfg.seed * 1009 + 64 // scale)
-        tick = (lambda n: bar.advance(task, n)) if bar is not None else None
+        tick = (lambda n: bar.advance(task, n)) if task is not None else None
         cache = self.cfg.cache
-        digest = f"{self.fingerprint(model)}|{self.map_digests[scale]}" if cache is not None else ""
-        kept = cache.get(model.name, scale, n_sel, digest) if cache is not None else None
+        digest = self.digest(model, scale, joint) if cache is not None else ""
+        drawn = joint and model.name in self.joint  # this scale came with an earlier one's
+        kept = (
+            cache.get(model.name, scale, n_sel, digest) if cache is not None and not drawn else None
+        )
         if kept is not None:  # scored by an earlier, interrupted run with the same settings
             merged, seconds = kept
         else:
@@ -183,7 +190,7 @@ class BenchRun:
                 cache.put(model.name, scale, n_sel, merged, seconds, digest)
             if self.rank == 0 and got.pred is not None and fig_idx < mine_n:
                 self.add_figure(model, full, fig_idx, scale, got.pred, gen)
-        if bar is not None:
+        if task is not None:
             bar.update(task, completed=bar.tasks[task].total)
         self.scores[(model.name, scale)] = merged
         self.emit(
@@ -212,7 +219,8 @@ class BenchRun:
             n = sum(len(p.x0) for p in parts)
             step = self.cfg.batch or max(n, 1)
             label = f"{model.name} ×{','.join(str(s) for s in scales)}"
-            task = bar.add_task(label, total=max(model.nfe * -(-n // step), 1)) if bar else None
+            total = max(model.nfe * -(-n // step), 1)
+            task = bar.add_task(label, total=total) if bar is not None else None
             gen = torch.Generator(device=self.device).manual_seed(self.cfg.seed * 1009 + 1)
             got = evaluate_parts(
                 model.pipe,
@@ -222,12 +230,21 @@ class BenchRun:
                 lpips=self.cfg.lpips,
                 progress=(lambda k: bar.advance(task, k)) if bar is not None else None,
             )
+            if task is not None:
+                bar.update(task, completed=total)
             self.joint[model.name] = dict(zip(scales, got, strict=True))
+            cache = self.cfg.cache
+            if cache is not None:  # every scale at once: a resumed run need not draw them again
+                for s, part, g in zip(scales, parts, got, strict=True):
+                    digest = self.digest(model, s, True)
+                    cache.put(model.name, s, len(part.x0), g.values, g.seconds, digest)
         return self.joint[model.name]
 
     def add_figure(
         self, model: Model, full: Any, i: int, scale: int, pred: Any, gen: torch.Generator
     ) -> None:
+        # `gen` is the scale's generator: after the scale's sampling, or unused when a slow
+        # first model was sampled jointly (its uncertainty samples differ, deterministically)
         fig = self.grid.setdefault(scale, _grid_base(full, i, scale))
         fig[model.name] = (pred[i, 0] * full.max_value[i]).cpu().numpy()
         if model.name == self.first and self.cfg.uq_samples > 1:

@@ -65,7 +65,9 @@ class StudyConfig:
         skip_slow: Leave out the 1000-NFE rows (a quick mode): the truncation study's DDPM-1000
             reference, the ablation's `diffusion_only`, DDPM in the consistency study.
         models: Recipes to compare, for studies that take a list (`None`: the study's own).
-        batch: Maps per sampling call (`None`: all maps of a scale at once). On a CPU 16 is
+        batch: Maps per sampling call (`None`: all maps of a scale at once; a 1000-NFE row
+            whose `slow_limit` maps of every scale fit in one call samples them together, as in
+            [`BenchConfig`][mrsisr.eval.bench.BenchConfig]). On a CPU 16 is
             faster than one large call (the activations stay in cache); the draws differ with
             the batch, so it is part of a study's identity.
         channels_last: Store the networks' weights channels-last (faster on a CPU, the same
