@@ -79,6 +79,7 @@ class BenchRun:
         return chosen
 
     def emit(self, row: BenchRow) -> None:
+        """Keep a measured row and hand it to `on_row` (rank 0)."""
         self.rows.append(row)
         if self.on_row is not None and self.rank == 0:
             self.on_row(row)
@@ -243,6 +244,7 @@ class BenchRun:
     def add_figure(
         self, model: Model, full: Any, i: int, scale: int, pred: Any, gen: torch.Generator
     ) -> None:
+        """Add a model's panel (and the first model's uncertainty) to the scale's figure."""
         # `gen` is the scale's generator: after the scale's sampling, or unused when a slow
         # first model was sampled jointly (its uncertainty samples differ, deterministically)
         fig = self.grid.setdefault(scale, _grid_base(full, i, scale))
