@@ -207,6 +207,45 @@ def test_slow_rows_sample_every_scale_in_the_same_calls(cohort5, monkeypatch):
     )
 
 
+def _noisy(gain=1.0):
+    """A one-step "model" whose output varies with the generator, recording every call."""
+    from mrsisr.pipelines.one_step import OneStepPipeline
+
+    class Noisy(OneStepPipeline):
+        calls: list = []
+
+        def sample(self, cond, generator=None, progress=None, **kw):
+            noise = torch.rand(cond.lr.shape, generator=generator, device=cond.lr.device)
+            out = (cond.lr * self.network.gain + 0.1 * noise) * cond.mask
+            if progress is not None:
+                progress(1)  # a warm-up call stops here
+            self.calls.append(out.clone())
+            return out
+
+    return Noisy(_Gain(gain))
+
+
+def test_uncertainty_of_every_scale_is_drawn_in_one_call_with_the_scored_draw(cohort5):
+    pipe = _noisy(0.9)
+    kw = dict(data=cohort5, limit=2, scales=(8, 4, 2), progress=False, uq_samples=3)
+    result = run_bench([("noisy", pipe)], **kw)
+    sizes = [len(c) for c in pipe.calls]
+    assert sizes == [2, 2, 2, 6]  # one call per scale, then 2 more draws for each of 3 scales
+    extra = pipe.calls[-1]
+    for j, s in enumerate((8, 4, 2)):
+        grid = result.grid[s]
+        peak = float(grid["gt"].max())  # the map's maximum: x0 is divided by it
+        scored = torch.from_numpy(grid["noisy"])[None]
+        draws = torch.cat([scored, extra[2 * j : 2 * j + 2, 0] * peak])
+        assert np.allclose(grid["std"], draws.std(0).numpy(), atol=1e-5)
+        assert grid["std_model"] == "noisy" and grid["std"].max() > 0
+    # batch 4: the six extra draws in two calls; the scores do not depend on the figure
+    pipe.calls.clear()
+    again = run_bench([("noisy", pipe)], batch=4, **kw)
+    assert [len(c) for c in pipe.calls][-2:] == [4, 2]
+    assert np.array_equal(again.scores[("noisy", 4)]["ssim"], result.scores[("noisy", 4)]["ssim"])
+
+
 def test_joint_slow_rows_are_kept_for_every_scale_at_once(cohort5, tmp_path, monkeypatch):
     import mrsisr.eval.runner as runner
     from mrsisr.eval.cache import ScoreCache

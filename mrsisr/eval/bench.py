@@ -93,7 +93,8 @@ class BenchConfig:
         untrained: Allow recipes without weights (random weights: timings only).
         overrides: Recipe overrides applied to every recipe name (e.g. sampler settings).
         uq_samples: Samples of the first model on the figure's map, for its uncertainty (std)
-            map; 0 or 1 skips it.
+            map: the scored draw and `uq_samples - 1` more, those of every scale drawn in the
+            same calls after the scores; 0 or 1 skips it.
         baseline: Add the zero-filled low-resolution input as the `lr_input` row.
         lpips: LPIPS backbones to score as well (`"alex"`, `"vgg"`; see
             [`mrsisr.perceptual`][mrsisr.perceptual]).
@@ -284,6 +285,7 @@ def run_bench(
     with bar if bar is not None else nullcontext():
         for scale in cfg.scales:
             bench.run_scale(int(scale), bar)
+        bench.add_uncertainty(bar)
     config_out = cfg.to_dict() | {
         "models": [m.name for m in bench.models],
         "test_subjects": list(test_ids),

@@ -59,6 +59,7 @@ class BenchRun:
         self.joint: dict[str, dict[int, Any]] = {}
         self.subjects: Any = None
         self.test_ids: list[str] = []
+        self.uq: dict[int, tuple[Any, Any, Any]] = {}  # scale -> (cond, max value, scored draw)
 
     def fingerprint(self, model: Model) -> str:
         """The digest of a model's weights (computed once), which cached rows must match."""
@@ -190,7 +191,7 @@ class BenchRun:
             if cache is not None and self.rank == 0:
                 cache.put(model.name, scale, n_sel, merged, seconds, digest)
             if self.rank == 0 and got.pred is not None and fig_idx < mine_n:
-                self.add_figure(model, full, fig_idx, scale, got.pred, gen)
+                self.add_figure(model, full, fig_idx, scale, got.pred)
         if task is not None:
             bar.update(task, completed=bar.tasks[task].total)
         self.scores[(model.name, scale)] = merged
@@ -241,20 +242,43 @@ class BenchRun:
                     cache.put(model.name, s, len(part.x0), g.values, g.seconds, digest)
         return self.joint[model.name]
 
-    def add_figure(
-        self, model: Model, full: Any, i: int, scale: int, pred: Any, gen: torch.Generator
-    ) -> None:
-        """Add a model's panel (and the first model's uncertainty) to the scale's figure."""
-        # `gen` is the scale's generator: after the scale's sampling, or unused when a slow
-        # first model was sampled jointly (its uncertainty samples differ, deterministically)
+    def add_figure(self, model: Model, full: Any, i: int, scale: int, pred: Any) -> None:
+        """Add a model's panel to the scale's figure; for the first model, keep what its
+        uncertainty needs (drawn for every scale at once by `add_uncertainty`)."""
         fig = self.grid.setdefault(scale, _grid_base(full, i, scale))
         fig[model.name] = (pred[i, 0] * full.max_value[i]).cpu().numpy()
         if model.name == self.first and self.cfg.uq_samples > 1:
-            cond = full.cond[i : i + 1].repeat(self.cfg.uq_samples)
-            with torch.no_grad():
-                x = model.pipe.sample(cond, generator=gen) * full.max_value[i]
-            fig["std"] = x[:, 0].std(0).cpu().numpy()
-            fig["std_model"] = model.name
+            self.uq[scale] = (full.cond[i : i + 1], full.max_value[i], pred[i : i + 1])
+
+    def add_uncertainty(self, bar: Any) -> None:
+        """The first model's per-pixel std on each scale's figure map, over `uq_samples`
+        draws: the scored one and `uq_samples - 1` more, those of every scale sampled in the
+        same calls (`batch` at a time) with their own seeded generator."""
+        if not self.uq:
+            return
+        from mrsisr.eval.scores import cat_conditions
+
+        model = next(m for m in self.models if m.name == self.first)
+        extra = int(self.cfg.uq_samples) - 1
+        scales = list(self.uq)
+        cond = cat_conditions([self.uq[s][0].repeat(extra) for s in scales])
+        step = int(self.cfg.batch or len(cond.lr))
+        calls = -(-len(cond.lr) // step)
+        task = bar.add_task("uncertainty", total=model.nfe * calls) if bar is not None else None
+        gen = torch.Generator(device=self.device).manual_seed(self.cfg.seed * 1009 + 2)
+        tick = (lambda n: bar.advance(task, n)) if task is not None else None
+        with torch.no_grad():
+            x = torch.cat(
+                [
+                    model.pipe.sample(cond[k : k + step], generator=gen, progress=tick)
+                    for k in range(0, len(cond.lr), step)
+                ]
+            )
+        for j, s in enumerate(scales):
+            _, peak, scored = self.uq[s]
+            both = torch.cat([scored, x[j * extra : (j + 1) * extra]]) * peak
+            self.grid[s]["std"] = both[:, 0].std(0).cpu().numpy()
+            self.grid[s]["std_model"] = model.name
 
 
 def _for_model(model: Model, full: Any) -> Any:

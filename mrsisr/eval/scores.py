@@ -31,6 +31,7 @@ __all__ = [
     "Model",
     "Scores",
     "cat_batches",
+    "cat_conditions",
     "evaluate",
     "evaluate_parts",
     "gather",
@@ -216,27 +217,40 @@ def cat_batches(parts: Sequence[Any]) -> Any:
     """
     from dataclasses import fields, replace
 
-    from mrsisr.types import Condition
-
-    def join(values: list[Any]) -> Any:
-        if any(v is None for v in values):
-            return None
-        return torch.cat(values) if isinstance(values[0], torch.Tensor) else sum(values, [])
-
-    conds = [b.cond for b in parts]
-    cond = Condition(
-        **{f.name: join([getattr(c, f.name) for c in conds]) for f in fields(conds[0])}
-    )
     first = parts[0]
     return replace(
         first,
         **{
-            f.name: join([getattr(b, f.name) for b in parts])
+            f.name: _join([getattr(b, f.name) for b in parts])
             for f in fields(first)
             if f.name != "cond"
         },
-        cond=cond,
+        cond=cat_conditions([b.cond for b in parts]),
     )
+
+
+def cat_conditions(conds: Sequence[Any]) -> Any:
+    """Join conditions along the batch axis, in order.
+
+    Args:
+        conds: [`Condition`][mrsisr.types.Condition]s on one device.
+
+    Returns:
+        One condition; a field that some condition lacks (e.g. `measured`) is left out.
+    """
+    from dataclasses import fields
+
+    from mrsisr.types import Condition
+
+    return Condition(
+        **{f.name: _join([getattr(c, f.name) for c in conds]) for f in fields(conds[0])}
+    )
+
+
+def _join(values: list[Any]) -> Any:
+    if any(v is None for v in values):
+        return None
+    return torch.cat(values) if isinstance(values[0], torch.Tensor) else sum(values, [])
 
 
 def evaluate_parts(
