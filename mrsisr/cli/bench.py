@@ -140,7 +140,7 @@ def bench_cmd(
             "--samples",
             "--uq-samples",
             min=0,
-            help="Samples of the first model for the figure's std map (the scores use one).",
+            help="Samples of the first model for the figure's std map (the scored draw and N-1 more).",
         ),
     ] = 4,
     set_: SetOption = None,

@@ -248,12 +248,17 @@ class BenchRun:
         fig = self.grid.setdefault(scale, _grid_base(full, i, scale))
         fig[model.name] = (pred[i, 0] * full.max_value[i]).cpu().numpy()
         if model.name == self.first and self.cfg.uq_samples > 1:
-            self.uq[scale] = (full.cond[i : i + 1], full.max_value[i], pred[i : i + 1])
+            self.uq[scale] = (full.cond[i : i + 1], full.max_value[i], pred[i : i + 1].clone())
 
     def add_uncertainty(self, bar: Any) -> None:
         """The first model's per-pixel std on each scale's figure map, over `uq_samples`
         draws: the scored one and `uq_samples - 1` more, those of every scale sampled in the
-        same calls (`batch` at a time) with their own seeded generator."""
+        same calls (`batch` at a time) with one generator of their own (seed · 1009 + 2).
+
+        A scale's extra draws therefore depend on which scales have a first-model panel (rows
+        read back from a cache have none, nor get a std map) and on `batch`: the std map is
+        reproducible for the same options and cache, the scores always.
+        """
         if not self.uq:
             return
         from mrsisr.eval.scores import cat_conditions
@@ -264,7 +269,8 @@ class BenchRun:
         cond = cat_conditions([self.uq[s][0].repeat(extra) for s in scales])
         step = int(self.cfg.batch or len(cond.lr))
         calls = -(-len(cond.lr) // step)
-        task = bar.add_task("uncertainty", total=model.nfe * calls) if bar is not None else None
+        total = max(model.nfe * calls, 1)
+        task = bar.add_task(f"{model.name} std", total=total) if bar is not None else None
         gen = torch.Generator(device=self.device).manual_seed(self.cfg.seed * 1009 + 2)
         tick = (lambda n: bar.advance(task, n)) if task is not None else None
         with torch.no_grad():
@@ -274,6 +280,8 @@ class BenchRun:
                     for k in range(0, len(cond.lr), step)
                 ]
             )
+        if task is not None:
+            bar.update(task, completed=total)
         for j, s in enumerate(scales):
             _, peak, scored = self.uq[s]
             both = torch.cat([scored, x[j * extra : (j + 1) * extra]]) * peak

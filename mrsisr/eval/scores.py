@@ -236,7 +236,7 @@ def cat_conditions(conds: Sequence[Any]) -> Any:
         conds: [`Condition`][mrsisr.types.Condition]s on one device.
 
     Returns:
-        One condition; a field that some condition lacks (e.g. `measured`) is left out.
+        One condition; a field that some condition lacks (e.g. `measured`) is `None`.
     """
     from dataclasses import fields
 
