@@ -52,13 +52,14 @@ __all__ = [
 BENCH_SCALES: tuple[int, ...] = (8, 4, 2)
 """The paper's upscaling factors (low-resolution matrices 8×8, 16×16 and 32×32)."""
 
-DEFAULT_LIMIT = 10
-"""Default maps per scale of `mrsisr bench`: enough for a paired Wilcoxon p down to 0.002.
+DEFAULT_LIMIT = 8
+"""Default maps per scale of `mrsisr bench`: enough for a paired Wilcoxon p down to 0.008.
 
-The 101-NFE models at `small` size took 3.7 s per map on the 2-core build machine on 2026-12-01
-and 5.6-6.5 s on 2026-12-02 (the same machine type on a slower host: 57 against about 36 ms per
-image and network evaluation). DDPM's 1000 network evaluations (40-105 s per map) run on
-`DEFAULT_SLOW_LIMIT` of the same maps.
+Chosen so that `mrsisr bench --models ftddm,tdpm,ddpm` ends within ten minutes on 2 CPU cores:
+the 101-NFE models at `small` size took 3.7 s per map on the 2-core build machine on 2026-12-01
+and 5.5-6.3 s on 2026-12-02 (the same machine type on a slower host: 57 against about 36 ms per
+image and network evaluation), and with 10 maps the command took 10 min 13 s on the slower host.
+DDPM's 1000 network evaluations (40-105 s per map) run on `DEFAULT_SLOW_LIMIT` of the same maps.
 """
 
 DEFAULT_SLOW_LIMIT = 1
