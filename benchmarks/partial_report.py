@@ -11,6 +11,7 @@ figure come when it finishes.
 Usage:
     python benchmarks/partial_report.py benchmarks/studies-partial/.consistency.partial.json
     python benchmarks/partial_report.py FILE --metrics ssim,psnr,lpips_vgg
+    python benchmarks/partial_report.py FILE --markdown   # a table to paste into the docs
 """
 
 from __future__ import annotations
@@ -58,10 +59,18 @@ def report(path: str, metrics: list[str]) -> list[str]:
     return lines
 
 
+def markdown(lines: list[str]) -> list[str]:
+    """The tab-separated `report` lines as a Markdown table (header, rule, rows)."""
+    cells = [line.split("\t") for line in lines]
+    rule = ["---"] * len(cells[0])
+    return ["| " + " | ".join(row) + " |" for row in [cells[0], rule, *cells[1:]]]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("partial", help="OUT/.NAME.partial.json of a study")
     ap.add_argument("--metrics", default="ssim,psnr,lpips_vgg", help="comma-separated")
+    ap.add_argument("--markdown", action="store_true", help="print a Markdown table")
     args = ap.parse_args()
     try:
         with open(args.partial) as f:
@@ -71,7 +80,8 @@ def main() -> None:
             f"{args.partial}: {err} (the file appears when the first row is kept)", file=sys.stderr
         )
         raise SystemExit(2) from None
-    print("\n".join(report(args.partial, [m for m in args.metrics.split(",") if m])))
+    lines = report(args.partial, [m for m in args.metrics.split(",") if m])
+    print("\n".join(markdown(lines) if args.markdown else lines))
 
 
 if __name__ == "__main__":
