@@ -2,7 +2,7 @@
 
 FTDDM draws x_100 with its flow and denoises it with its truncated UNet (3400 steps, all at
 t <= 100); respaced DDPM-100 starts from Gaussian noise at t = 1000 with DDPM's UNet (14,500
-steps, about 4000 of them at t <= 100 after the low-t fine-tunes). This script runs FTDDM's
+steps, roughly 4000 of them at t <= 100 by the low-t fine-tunes' draw fractions). This script runs FTDDM's
 chain as shipped (flow start, 100 ancestral steps, tau_d 0.9) but with DDPM's UNet as the
 denoiser, on the consistency study's 100 maps per scale (seed 0, 16 maps per call,
 channels-last weights), and pairs it map by map with that study's kept `ftddm` and
@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 from scipy.stats import wilcoxon
@@ -34,6 +36,15 @@ from mrsisr.eval.bench import run_bench
 ROOT = Path(__file__).resolve().parents[1]
 PARTIAL = ROOT / "benchmarks/studies-partial/.consistency.partial.json"
 METRICS = ("ssim", "psnr", "nrmse")
+SETTINGS = {"map_order": "seeded", "fold": 0, "limit": 100, "seed": 0, "batch": 16}
+"""The study settings this script repeats: the partial file keeps scores, not map names, so the
+pairing by position holds only for the same seeded choice and order of maps."""
+
+
+def fail(msg: str) -> NoReturn:
+    """Print one line to stderr and exit with status 2."""
+    print(f"{PARTIAL}: {msg}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def main() -> None:
@@ -42,14 +53,24 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=0, help="respaced steps from x_100 (0: 100)")
     ap.add_argument("--unet", choices=("ddpm", "ftddm"), default="ddpm", help="whose UNet")
     args = ap.parse_args()
-    scales = [int(s) for s in args.scales.split(",")]
-    entries = json.loads(PARTIAL.read_text())["entries"]
+    scales = [s for s in args.scales.split(",") if s]
+    if not scales or any(s not in ("8", "4", "2") for s in scales):
+        ap.error(f"--scales {args.scales!r}: use some of 8,4,2")
+    scales = [int(s) for s in scales]
+    try:
+        kept = json.loads(PARTIAL.read_text())
+        identity, entries = kept["identity"], kept["entries"]
+    except (OSError, ValueError, KeyError) as err:
+        fail(f"unreadable ({err}); run the consistency study first")
+    other = {k: identity.get(k) for k, v in SETTINGS.items() if identity.get(k) != v}
+    if other:
+        fail(f"kept with other settings {other}; the pairing needs {SETTINGS}")
     missing = [
         f"{r}|x{s}|100" for s in scales for r in ("ftddm", "ddpm_respace")
         if f"{r}|x{s}|100" not in entries
     ]  # fmt: skip
     if missing:
-        raise SystemExit(f"{PARTIAL}: rows {missing} not kept yet; run the consistency study")
+        fail(f"rows {missing} not kept yet; run the consistency study")
     sampler = {"sampler": {"type": "respace", "steps": args.steps}} if args.steps else None
     pipe = mrsisr.load("ftddm", size="small", overrides=sampler)
     if args.unet == "ddpm":
@@ -57,8 +78,9 @@ def main() -> None:
     tag = f"{args.unet}-unet" + (f"-respace{args.steps}" if args.steps else "")
     name = f"ftddm-{tag}"
     res = run_bench(
-        [(name, pipe)], scales=scales, limit=100, batch=16, channels_last=True, uq_samples=0,
-        seed=0, progress=True,
+        [(name, pipe)], scales=scales, limit=SETTINGS["limit"], batch=SETTINGS["batch"],
+        seed=SETTINGS["seed"], fold=SETTINGS["fold"], channels_last=True, uq_samples=0,
+        progress=True,
     )  # fmt: skip
     raw = ROOT / f"benchmarks/results/bench-small-ftddm-with-{tag}-100maps.json"
     raw.write_text(json.dumps(res.to_dict(), indent=1))  # kept first: the bench's own record
