@@ -2,8 +2,8 @@
 
 FTDDM draws x_100 with its flow and denoises it with its truncated UNet (3400 steps, all at
 t <= 100); respaced DDPM-100 starts from Gaussian noise at t = 1000 with DDPM's UNet (14,500
-steps, roughly 4000 of them at t <= 100 by the low-t fine-tunes' draw fractions). This script runs FTDDM's
-chain as shipped (flow start, 100 ancestral steps, tau_d 0.9) but with DDPM's UNet as the
+steps, roughly 4000 of them at t <= 100 by the low-t fine-tunes' draw fractions). This script
+runs FTDDM's chain as shipped (flow start, 100 ancestral steps, tau_d 0.9) but with DDPM's UNet as the
 denoiser, on the consistency study's 100 maps per scale (seed 0, 16 maps per call,
 channels-last weights), and pairs it map by map with that study's kept `ftddm` and
 `ddpm_respace` rows. If the hybrid matches or beats respaced DDPM, the gap is the UNet's training,
