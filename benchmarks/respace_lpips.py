@@ -8,8 +8,8 @@ each step count and FTDDM's 101-NFE chain on the same maps, with LPIPS (AlexNet 
 the study's metrics; p-values are paired two-sided Wilcoxon against the first row.
 
 Usage:
-    python benchmarks/respace_lpips.py [--steps 100,20] [--scale 4] [--limit 30]
-        [--json benchmarks/results/respace-lpips-x4-30maps.json]
+    python benchmarks/respace_lpips.py [--steps 100,50,20] [--scale 4] [--limit 50]
+        [--json benchmarks/results/respace-lpips-x4-50maps.json]
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ import time
 def main() -> None:
     """Bench the rows and write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", default="100,20", help="respaced step counts")
+    parser.add_argument("--steps", default="100,50,20", help="respaced step counts")
     parser.add_argument("--scale", type=int, default=4)
-    parser.add_argument("--limit", type=int, default=30, help="maps (the bench's seeded subset)")
+    parser.add_argument("--limit", type=int, default=50, help="maps (the bench's seeded subset)")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--json", default="respace-lpips.json")
     args = parser.parse_args()
