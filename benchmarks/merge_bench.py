@@ -14,6 +14,12 @@ Usage:
     python benchmarks/merge_bench.py RUN1/results.json RUN2/results.json ... \
         --out benchmarks/results/bench-small-100maps.json
     python benchmarks/merge_bench.py A/results.json:ftddm-eps B/results.json:ftddm-x0 --out F
+    python benchmarks/merge_bench.py benchmarks/results/bench-small-100maps.json NEW/results.json \
+        --replace --out benchmarks/results/bench-small-100maps.json
+
+A merged file can be an input again. Where two runs score the same model at the same scale, the
+first one's row is kept, or with `--replace` the last one's (e.g. a model re-benched with new
+weights).
 """
 
 from __future__ import annotations
@@ -49,6 +55,9 @@ def main() -> None:
     ap.add_argument("runs", nargs="+", help="results.json files; the first model is the reference")
     ap.add_argument("--out", required=True)
     ap.add_argument("--order", default="", help="comma-separated models: the table's row order")
+    ap.add_argument(
+        "--replace", action="store_true", help="a later run's row replaces an earlier one's"
+    )
     args = ap.parse_args()
     from mrsisr.metrics import wilcoxon
 
@@ -63,24 +72,28 @@ def main() -> None:
     for path, r in zip(args.runs, runs, strict=True):
         if r["maps"] != maps[: len(r["maps"])]:
             raise SystemExit(f"{path}: scored other maps; use the same --limit, seed and data")
-    rows, scores, seen = [], {}, set()
+    merged: dict[tuple, dict] = {}
+    scores = {}
     for r in runs:
         for row in r["rows"]:
-            key = (row["model"], row["scale"])
-            if key in seen:
+            key, name = (row["model"], row["scale"]), f"{row['model']}@{row['scale']}"
+            if key in merged and not (args.replace and row["model"] != "lr_input"):
                 continue
-            seen.add(key)
-            rows.append(dict(row))
-            if "scores" in r:
-                scores[f"{row['model']}@{row['scale']}"] = r["scores"][
-                    f"{row['model']}@{row['scale']}"
-                ]
+            merged[key] = dict(row)
+            scores.pop(name, None)
+            if name in r.get("scores", {}):
+                scores[name] = r["scores"][name]
+    rows = list(merged.values())
     ref = next(r["model"] for r in rows if r["model"] != "lr_input")
     models = list(dict.fromkeys(r["model"] for r in rows if r["model"] != "lr_input"))
     wanted = [m for m in args.order.split(",") if m]
     models = [m for m in wanted if m in models] + [m for m in models if m not in wanted]
     order = {m: i for i, m in enumerate([*models, "lr_input"])}
     rows.sort(key=lambda r: (-r["scale"], order[r["model"]]))
+
+    sources = []
+    for path, r in zip(args.runs, runs, strict=True):
+        sources += r["config"].get("merged_from") or [str(Path(path).parent.name)]
 
     def p(a: str, b: str, metric: str) -> float | None:
         if a not in scores or b not in scores:
@@ -100,7 +113,7 @@ def main() -> None:
             row[f"p_{metric}_lr"] = p(me, f"lr_input@{s}", metric)
     out = {
         "rows": rows,
-        "config": {"merged_from": [str(Path(a).parent.name) for a in args.runs], "reference": ref}
+        "config": {"merged_from": sources, "reference": ref}
         | {k: runs[0]["config"].get(k) for k in ("size", "data", "fold", "seed", "limit")},
         "machine": runs[0]["machine"],
         "maps": maps,
