@@ -17,7 +17,8 @@ Usage:
     python benchmarks/merge_bench.py benchmarks/results/bench-small-100maps.json NEW/results.json \
         --replace --out benchmarks/results/bench-small-100maps.json
 
-A merged file can be an input again. Where two runs score the same model at the same scale, the
+A merged file can be an input again, and a run that lists the same maps in another order is
+put in the merged order. Where two runs score the same model at the same scale, the
 first one's row is kept, or with `--replace` the last one's (e.g. a model re-benched with new
 weights).
 """
@@ -50,6 +51,37 @@ def relabel(run: dict, label: str) -> dict:
     return run
 
 
+def align(run: dict, maps: list) -> dict:
+    """Put a run's per-map scores in the order of `maps`, in place.
+
+    Runs of different versions may list the same maps in another order; each score list covers
+    the first maps of its run (all of them, or a 1000-NFE model's first few).
+
+    Args:
+        run: A bench `results.json`, parsed.
+        maps: The merged result's maps.
+
+    Returns:
+        The run, its `maps` and score lists in the order of `maps`.
+
+    Raises:
+        ValueError: The first maps of a score list are not the first maps of `maps`.
+    """
+    if run["maps"] == maps[: len(run["maps"])]:
+        return run
+    where = {tuple(m): i for i, m in enumerate(run["maps"])}
+    for entry in run.get("scores", {}).values():
+        for metric, values in entry.items():
+            n = len(values)
+            if sorted(where.get(tuple(m), -1) for m in maps[:n]) != list(range(n)):
+                raise ValueError("other maps")
+            entry[metric] = [values[where[tuple(m)]] for m in maps[:n]]
+    if sorted(map(tuple, run["maps"])) != sorted(map(tuple, maps[: len(run["maps"])])):
+        raise ValueError("other maps")
+    run["maps"] = maps[: len(run["maps"])]
+    return run
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+", help="results.json files; the first model is the reference")
@@ -70,8 +102,12 @@ def main() -> None:
     args.runs = paths
     maps = max((r["maps"] for r in runs), key=len)
     for path, r in zip(args.runs, runs, strict=True):
-        if r["maps"] != maps[: len(r["maps"])]:
-            raise SystemExit(f"{path}: scored other maps; use the same --limit, seed and data")
+        try:
+            align(r, maps)
+        except ValueError:
+            raise SystemExit(
+                f"{path}: scored other maps; use the same --limit, seed and data"
+            ) from None
     merged: dict[tuple, dict] = {}
     scores = {}
     for r in runs:

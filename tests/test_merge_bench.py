@@ -73,3 +73,22 @@ def test_merge_refuses_runs_on_other_maps(tmp_path):
     done = _merge(str(a), str(b), "--out", str(tmp_path / "m.json"))
     assert done.returncode != 0 and "scored other maps" in done.stderr
     assert not (tmp_path / "m.json").exists()
+
+
+def test_merge_puts_a_run_in_another_map_order_in_the_merged_order(tmp_path):
+    base = np.linspace(0.85, 0.90, len(MAPS))
+    a = _run(tmp_path / "run-a", {"ftddm": base})
+    b = _run(tmp_path / "run-b", {"respace": base + 0.01})
+    run = json.loads(b.read_text())  # the same maps, listed backwards
+    run["maps"] = MAPS[::-1]
+    for entry in run["scores"].values():
+        for metric in ("ssim", "psnr", "nrmse"):
+            entry[metric] = entry[metric][::-1]
+    b.write_text(json.dumps(run))
+    merged = tmp_path / "merged.json"
+    done = _merge(str(a), str(b), "--out", str(merged))
+    assert done.returncode == 0, done.stderr
+    out = json.loads(merged.read_text())
+    assert out["scores"]["respace@4"]["ssim"] == [float(v) for v in base + 0.01]
+    row = next(r for r in out["rows"] if r["model"] == "respace")
+    assert row["p_ssim"] < 0.01  # paired map by map: 0.01 above on every one
