@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -70,14 +71,14 @@ def align(run: dict, maps: list) -> dict:
     if run["maps"] == maps[: len(run["maps"])]:
         return run
     where = {tuple(m): i for i, m in enumerate(run["maps"])}
+    if sorted(where) != sorted(tuple(m) for m in maps[: len(where)]):
+        raise ValueError("other maps")
     for entry in run.get("scores", {}).values():
         for metric, values in entry.items():
-            n = len(values)
-            if sorted(where.get(tuple(m), -1) for m in maps[:n]) != list(range(n)):
+            order = [where.get(tuple(m), -1) for m in maps[: len(values)]]
+            if sorted(order) != list(range(len(values))):  # not the run's first maps
                 raise ValueError("other maps")
-            entry[metric] = [values[where[tuple(m)]] for m in maps[:n]]
-    if sorted(map(tuple, run["maps"])) != sorted(map(tuple, maps[: len(run["maps"])])):
-        raise ValueError("other maps")
+            entry[metric] = [values[i] for i in order]
     run["maps"] = maps[: len(run["maps"])]
     return run
 
@@ -95,8 +96,20 @@ def main() -> None:
 
     runs, paths = [], []
     for spec in args.runs:
-        path, _, label = (spec, "", "") if Path(spec).is_file() else spec.rpartition(":")
-        run = json.loads(Path(path).read_text())
+        path, label = spec, ""
+        if not Path(spec).is_file() and ":" in spec:
+            path, _, label = spec.rpartition(":")
+        if not Path(path).is_file():
+            print(f"{spec}: no such file; pass RUN/results.json[:LABEL]", file=sys.stderr)
+            sys.exit(2)
+        try:
+            run = json.loads(Path(path).read_text())
+            run["maps"], run["rows"]
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            print(
+                f"{spec}: not a bench results.json ({err}); pass RUN/results.json", file=sys.stderr
+            )
+            sys.exit(2)
         runs.append(relabel(run, label) if label else run)
         paths.append(path)
     args.runs = paths
@@ -105,9 +118,10 @@ def main() -> None:
         try:
             align(r, maps)
         except ValueError:
-            raise SystemExit(
-                f"{path}: scored other maps; use the same --limit, seed and data"
-            ) from None
+            print(
+                f"{path}: scored other maps; use the same --limit, seed and data", file=sys.stderr
+            )
+            sys.exit(2)
     merged: dict[tuple, dict] = {}
     scores = {}
     for r in runs:

@@ -71,7 +71,7 @@ def test_merge_refuses_runs_on_other_maps(tmp_path):
     run["maps"] = [["sub-02", "NAA", i] for i in range(len(MAPS))]
     b.write_text(json.dumps(run))
     done = _merge(str(a), str(b), "--out", str(tmp_path / "m.json"))
-    assert done.returncode != 0 and "scored other maps" in done.stderr
+    assert done.returncode == 2 and "scored other maps" in done.stderr
     assert not (tmp_path / "m.json").exists()
 
 
@@ -92,3 +92,14 @@ def test_merge_puts_a_run_in_another_map_order_in_the_merged_order(tmp_path):
     assert out["scores"]["respace@4"]["ssim"] == [float(v) for v in base + 0.01]
     row = next(r for r in out["rows"] if r["model"] == "respace")
     assert row["p_ssim"] < 0.01  # paired map by map: 0.01 above on every one
+
+
+def test_merge_refuses_a_missing_or_broken_file_in_one_line(tmp_path):
+    a = _run(tmp_path / "run-a", {"ftddm": np.full(len(MAPS), 0.9)})
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    for bad in (tmp_path / "missing.json", broken):
+        done = _merge(str(a), str(bad), "--out", str(tmp_path / "m.json"))
+        assert done.returncode == 2, done.stderr
+        assert str(bad) in done.stderr and "Traceback" not in done.stderr
+        assert not (tmp_path / "m.json").exists()
